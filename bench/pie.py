@@ -1,0 +1,449 @@
+"""Benchmark of the PIE engine (``mvg_backend.pie.progressive_edit``) on CPU with random-weight models.
+
+Every number is a ratio of wall times measured in the same run (``time.perf_counter``), because the absolute
+times depend on the machine and on whatever else runs on it. Two ratios per setting:
+
+* **overhead** = PIE wall time / floor. The floor is the model work PIE cannot avoid, timed on its own with the
+  same components and shapes: R·ceil(γ·S) UNet calls (classifier-free guidance batched, batch 2), one VAE
+  encode of the original, one VAE decode per frame (R frames: ``include_original=False``) and one text encoding
+  of the run's single stage (negative and positive prompt as one batch of 2). ``chain="pixel"`` re-encodes each
+  round's frame, so its "overhead" is against a floor that also holds those R encodes, and "vs plain" against
+  the plain floor. Target: <= 1.05.
+* **ours/ref**: PIE against a reference-style loop written here after PediaMedAI/PIE, whose pipeline is called
+  once per round. Per round it tokenises and encodes the prompt and the empty negative prompt again, runs the VAE
+  encoder three times (the current image, the original for the β blend, the original again for the per-step
+  re-noised latents), runs the same masked denoising loop with the same number of UNet calls, blends with β1/β2
+  in latent space, decodes once and hands the next round an 8-bit image (as its PIL output does). Targets: below
+  1 at every setting, <= 0.85 at 10 steps.
+
+A second table shows where each run's time went: forward time and call count of the UNet, the VAE encoder, the
+VAE decoder and the text encoder (from forward hooks); "other" is the rest (scheduler, masking and blending,
+tokenising, conversions, Python).
+
+Models, built offline with random weights and wrapped in ``DiffusersBackend``:
+
+* ``sd15``: the SD 1.5 architecture from ``mvg_backend/pie/configs/sd15`` (about 1.07 G parameters, 4.3 GB in
+  fp32), its tokenizer and DDIM scheduler;
+* ``small``: a few-M-parameter UNet (64, 128), VAE (32, 64, 64, 64) and 2-layer CLIP with the same latent
+  geometry as SD (VAE factor 8, 4 channels), where the engine's fixed per-step and per-round costs weigh most.
+
+The input is a synthetic image (a smooth gradient with a disc) and a centred elliptical mask. Each config is
+warmed up once (one short run of every kind) before timing; times are the minimum over ``--repeats``, and the
+kinds are interleaved within a repeat so that drift in the machine's speed hits them alike.
+
+Run (from the repository root)::
+
+    PYTHONPATH=. python bench/pie.py                      # small and sd15, 50 and 10 steps: ~10 min on 2 cores
+    PYTHONPATH=. python bench/pie.py --config small --rounds 10 --repeats 5
+    PYTHONPATH=. python bench/pie.py --config sd15 --steps 10 --threads 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, Callable
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from mvg_backend.pie import DiffusersBackend, denoising_steps, progressive_edit
+from mvg_backend.pie.loading import SD15_CONFIG
+
+PROMPT = "chest x-ray, opacity in the right lower lobe, progressing"
+GUIDANCE = 7.5
+BETA1, BETA2 = 0.01, 0.75
+SEED = 0
+DEFAULT_ROUNDS = {"sd15": 2, "small": 10}
+DEFAULT_REPEATS = {"sd15": 1, "small": 3}
+PARTS = ("unet", "vae_encode", "vae_decode", "text")
+
+
+# --------------------------------------------------------------------------------------------------
+# models and input
+# --------------------------------------------------------------------------------------------------
+def _wrap(unet: Any, vae: Any, text_encoder: Any) -> DiffusersBackend:
+    from diffusers import DDIMScheduler
+    from transformers import CLIPTokenizer
+
+    tokenizer = CLIPTokenizer.from_pretrained(SD15_CONFIG / "tokenizer", local_files_only=True)
+    scheduler = DDIMScheduler.from_pretrained(SD15_CONFIG / "scheduler", local_files_only=True)
+    return DiffusersBackend(unet, vae, text_encoder, tokenizer, scheduler)
+
+
+def build_sd15() -> DiffusersBackend:
+    """SD 1.5's UNet, VAE and CLIP text encoder from the shipped configs, with random weights."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    torch.manual_seed(SEED)
+    unet = UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(SD15_CONFIG / "unet"))
+    vae = AutoencoderKL.from_config(AutoencoderKL.load_config(SD15_CONFIG / "vae"))
+    text_encoder = CLIPTextModel(CLIPTextConfig.from_pretrained(SD15_CONFIG / "text_encoder"))
+    return _wrap(unet, vae, text_encoder)
+
+
+def build_small() -> DiffusersBackend:
+    """A few-M-parameter SD-like stack: same latent geometry as SD (factor 8, 4 channels), SD's tokenizer."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    torch.manual_seed(SEED)
+    text_encoder = CLIPTextModel(CLIPTextConfig(
+        vocab_size=49408, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2,
+        max_position_embeddings=77, projection_dim=64, bos_token_id=0, eos_token_id=2, pad_token_id=1,
+    ))
+    unet = UNet2DConditionModel(
+        sample_size=32, in_channels=4, out_channels=4, block_out_channels=(64, 128), layers_per_block=1,
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=64, attention_head_dim=8,
+    )
+    vae = AutoencoderKL(
+        block_out_channels=(32, 64, 64, 64), down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4, latent_channels=4, layers_per_block=1, sample_size=256,
+    )
+    return _wrap(unet, vae, text_encoder)
+
+
+BUILDERS: dict[str, Callable[[], DiffusersBackend]] = {"small": build_small, "sd15": build_sd15}
+
+
+def synthetic_case(size: int) -> tuple[np.ndarray, np.ndarray]:
+    """A smooth gradient with a brighter disc (``[H,W,3]``, 0..1) and a centred elliptical mask (``[H,W]``)."""
+    y, x = np.mgrid[0:size, 0:size].astype(np.float32) / (size - 1)
+    base = 0.15 + 0.5 * x * (1 - 0.4 * y)
+    disc = np.clip(1.0 - np.hypot(x - 0.42, y - 0.55) / 0.18, 0.0, 1.0) ** 0.5
+    gray = np.clip(base + 0.35 * disc, 0.0, 1.0)
+    image = np.stack([gray, 0.9 * gray + 0.05, 0.8 * gray + 0.1], axis=-1).astype(np.float32)
+    mask = ((((x - 0.5) / 0.3) ** 2 + ((y - 0.5) / 0.22) ** 2) <= 1.0).astype(np.float32)
+    return image, mask
+
+
+# --------------------------------------------------------------------------------------------------
+# timing
+# --------------------------------------------------------------------------------------------------
+class ForwardTimer:
+    """Seconds and calls spent in the forward of a few modules, through forward (pre-)hooks."""
+
+    def __init__(self, backend: DiffusersBackend) -> None:
+        modules = {"unet": backend.unet, "vae_encode": backend.vae.encoder, "vae_decode": backend.vae.decoder,
+                   "text": backend.text_encoder}
+        self.seconds = dict.fromkeys(modules, 0.0)
+        self.calls = dict.fromkeys(modules, 0)
+        self._started = dict.fromkeys(modules, 0.0)
+        for name, module in modules.items():
+            module.register_forward_pre_hook(partial(self._start, name))
+            module.register_forward_hook(partial(self._stop, name))
+
+    def _start(self, name: str, _module: torch.nn.Module, _args: Any) -> None:
+        self._started[name] = time.perf_counter()
+
+    def _stop(self, name: str, _module: torch.nn.Module, _args: Any, _output: Any) -> None:
+        self.seconds[name] += time.perf_counter() - self._started[name]
+        self.calls[name] += 1
+
+    def reset(self) -> None:
+        self.seconds = dict.fromkeys(self.seconds, 0.0)
+        self.calls = dict.fromkeys(self.calls, 0)
+
+
+@dataclass(frozen=True)
+class Measure:
+    """One timed run: its wall time and what the hooked modules took of it."""
+
+    total: float
+    seconds: dict[str, float]
+    calls: dict[str, int]
+
+    @property
+    def other(self) -> float:
+        return self.total - sum(self.seconds.values())
+
+
+@dataclass(frozen=True)
+class Setting:
+    steps: int
+    strength: float
+    rounds: int
+
+    @property
+    def unet_calls(self) -> int:
+        return self.rounds * denoising_steps(self.strength, self.steps)
+
+    @property
+    def label(self) -> str:
+        return f"{self.steps} steps γ{self.strength:g} R{self.rounds}"
+
+
+def measure(timer: ForwardTimer, run: Callable[[], object]) -> Measure:
+    timer.reset()
+    start = time.perf_counter()
+    run()
+    total = time.perf_counter() - start
+    return Measure(total, dict(timer.seconds), dict(timer.calls))
+
+
+# --------------------------------------------------------------------------------------------------
+# the three kinds of run
+# --------------------------------------------------------------------------------------------------
+def run_ours(backend: DiffusersBackend, image: np.ndarray, mask: np.ndarray, setting: Setting, chain: str) -> None:
+    progressive_edit(backend, image, mask, PROMPT, rounds=setting.rounds, strength=setting.strength,
+                     steps=setting.steps, guidance=GUIDANCE, beta1=BETA1, beta2=BETA2, seed=SEED, chain=chain,
+                     include_original=False)
+
+
+@dataclass(frozen=True)
+class FloorTimes:
+    plain: float  # text + 1 encode + UNet calls + R decodes
+    encodes: float  # the R extra encodes of chain="pixel"
+
+
+def run_floor(backend: DiffusersBackend, image: np.ndarray, setting: Setting) -> FloorTimes:
+    """The model calls a PIE run cannot avoid, back to back on fixed inputs; see the module docstring."""
+    tok, text_encoder, unet, vae = backend.tokenizer, backend.text_encoder, backend.unet, backend.vae
+    pixels = torch.from_numpy(image).permute(2, 0, 1)[None] * 2 - 1
+    sched = backend.scheduler
+    sched.set_timesteps(setting.steps)
+    timesteps = sched.timesteps[setting.steps - denoising_steps(setting.strength, setting.steps):]
+
+    start = time.perf_counter()
+    ids = tok(["", PROMPT], padding="max_length", max_length=tok.model_max_length, truncation=True,
+              return_tensors="pt").input_ids
+    context = text_encoder(ids)[0]
+    z = vae.encode(pixels).latent_dist.mode()
+    latents = torch.randn((2, *z.shape[1:]), generator=torch.Generator().manual_seed(SEED))
+    for _ in range(setting.rounds):
+        for t in timesteps:
+            unet(latents, t, encoder_hidden_states=context)
+    for _ in range(setting.rounds):
+        vae.decode(z)
+    plain = time.perf_counter() - start
+
+    start = time.perf_counter()
+    for _ in range(setting.rounds):
+        vae.encode(pixels)
+    return FloorTimes(plain, time.perf_counter() - start)
+
+
+class ReferencePIE:
+    """PediaMedAI/PIE's per-round work (``pipeline_stable_diffusion_pie.py`` called once per round by
+    ``run_pie.py``), written over the same diffusers components; see the module docstring.
+
+    Deviations that cost nothing measurable: a seeded generator (the reference passes none), the initial noise
+    multiplied by the mask (as the paper describes), and the step count from ``denoising_steps`` so that both sides
+    make the same number of UNet calls (the reference floors γ·S; equal at the settings benchmarked).
+    """
+
+    def __init__(self, backend: DiffusersBackend) -> None:
+        self.b = backend
+
+    def __call__(self, image: np.ndarray, mask: np.ndarray, setting: Setting) -> list[np.ndarray]:
+        generator = torch.Generator().manual_seed(SEED)
+        init = _to_uint8(image)
+        current = init
+        frames = []
+        for _ in range(setting.rounds):
+            current = self._round(current, init, mask, setting, generator)
+            frames.append(current)
+        return frames
+
+    def _encode_prompt(self, prompt: str) -> torch.Tensor:
+        tok, text_encoder = self.b.tokenizer, self.b.text_encoder
+        ids = tok(prompt, padding="max_length", max_length=tok.model_max_length, truncation=True,
+                  return_tensors="pt").input_ids
+        untruncated = tok(prompt, padding="longest", return_tensors="pt").input_ids
+        if untruncated.shape[-1] > ids.shape[-1]:
+            print(f"reference: prompt truncated to {tok.model_max_length} tokens", file=sys.stderr)
+        positive = text_encoder(ids)[0]
+        uncond = tok([""], padding="max_length", max_length=ids.shape[-1], truncation=True, return_tensors="pt")
+        negative = text_encoder(uncond.input_ids)[0]
+        return torch.cat([negative, positive])
+
+    def _encode(self, image_u8: np.ndarray, generator: torch.Generator) -> torch.Tensor:
+        h, w = image_u8.shape[:2]
+        resized = np.asarray(Image.fromarray(image_u8).resize((w - w % 8, h - h % 8), Image.LANCZOS))
+        pixels = torch.from_numpy(resized.astype(np.float32) / 255.0).permute(2, 0, 1)[None] * 2 - 1
+        latents = self.b.vae.encode(pixels).latent_dist.sample(generator)
+        return self.b.vae.config.scaling_factor * latents
+
+    def _round(self, image: np.ndarray, init: np.ndarray, mask: np.ndarray, setting: Setting,
+               generator: torch.Generator) -> np.ndarray:
+        unet, vae, sched = self.b.unet, self.b.vae, self.b.scheduler
+        context = self._encode_prompt(PROMPT)
+        factor = self.b.vae_scale_factor
+        mask_lat = F.interpolate(torch.from_numpy(mask)[None, None],
+                                 size=(mask.shape[0] // factor, mask.shape[1] // factor), mode="bilinear")
+
+        sched.set_timesteps(setting.steps)
+        n = denoising_steps(setting.strength, setting.steps)
+        timesteps = sched.timesteps[setting.steps - n:]
+
+        latents = self._encode(image, generator)
+        noise = torch.randn(latents.shape, generator=generator) * mask_lat
+        latents = sched.add_noise(latents, noise, timesteps[:1])
+        init_latents = self._encode(init, generator)
+        inter = self._encode(init, generator)
+        inter = sched.add_noise(inter, torch.randn(inter.shape, generator=generator), timesteps)  # [n,C,h,w]
+
+        for i, t in enumerate(timesteps):
+            if i > 0:
+                latents = inter[i:i + 1] * (1 - mask_lat) + latents * mask_lat
+            model_input = sched.scale_model_input(torch.cat([latents] * 2), t)
+            eps = unet(model_input, t, encoder_hidden_states=context).sample
+            eps_uncond, eps_text = eps.chunk(2)
+            eps = eps_uncond + GUIDANCE * (eps_text - eps_uncond)
+            latents = sched.step(eps, t, latents, eta=0.0, generator=generator).prev_sample
+
+        delta = latents - init_latents
+        latents = (init_latents + BETA1 * delta) * (1 - mask_lat) + (init_latents + BETA2 * delta) * mask_lat
+        decoded = vae.decode(latents / vae.config.scaling_factor).sample
+        frame = (decoded / 2 + 0.5).clamp(0, 1)[0].permute(1, 2, 0).float().numpy()
+        if not np.isfinite(frame).all():
+            raise FloatingPointError("reference: NaN/Inf in the decoded frame (random weights overflowed)")
+        return _to_uint8(frame)
+
+
+def _to_uint8(image: np.ndarray) -> np.ndarray:
+    return (image * 255).round().astype(np.uint8)
+
+
+# --------------------------------------------------------------------------------------------------
+# driver
+# --------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Row:
+    config: str
+    setting: Setting
+    latent: Measure
+    pixel: Measure
+    floor: FloorTimes
+    floor_parts: Measure
+    reference: Measure
+
+
+KINDS = ("ours latent", "ours pixel", "floor", "reference")
+
+
+def bench_setting(config: str, backend: DiffusersBackend, timer: ForwardTimer, image: np.ndarray,
+                  mask: np.ndarray, setting: Setting, repeats: int) -> Row:
+    reference = ReferencePIE(backend)
+    best: dict[str, Measure] = {}
+    best_floor: FloorTimes | None = None
+    for repeat in range(repeats):
+        floor_box: list[FloorTimes] = []
+        runs: dict[str, Callable[[], object]] = {
+            "ours latent": partial(run_ours, backend, image, mask, setting, "latent"),
+            "ours pixel": partial(run_ours, backend, image, mask, setting, "pixel"),
+            "floor": lambda: floor_box.append(run_floor(backend, image, setting)),
+            "reference": partial(reference, image, mask, setting),
+        }
+        for kind in KINDS:
+            m = measure(timer, runs[kind])
+            print(f"  {config} {setting.label} repeat {repeat + 1}/{repeats}: {kind:<11} {m.total:8.2f} s",
+                  file=sys.stderr, flush=True)
+            if kind == "floor":
+                if best_floor is None or floor_box[0].plain + floor_box[0].encodes < best_floor.plain + best_floor.encodes:
+                    best_floor = floor_box[0]
+                    best[kind] = m
+            elif kind not in best or m.total < best[kind].total:
+                best[kind] = m
+    assert best_floor is not None
+    for kind in ("ours latent", "ours pixel", "reference"):
+        if best[kind].calls["unet"] != setting.unet_calls:
+            raise RuntimeError(f"{kind} made {best[kind].calls['unet']} UNet calls, expected {setting.unet_calls}")
+    return Row(config, setting, best["ours latent"], best["ours pixel"], best_floor, best["floor"],
+               best["reference"])
+
+
+def warm_up(backend: DiffusersBackend, image: np.ndarray, mask: np.ndarray) -> None:
+    """One short run of every kind: first-call costs (allocator, oneDNN primitives, lazy imports)."""
+    tiny = Setting(steps=2, strength=0.5, rounds=1)
+    run_ours(backend, image, mask, tiny, "latent")
+    run_ours(backend, image, mask, tiny, "pixel")
+    run_floor(backend, image, tiny)
+    ReferencePIE(backend)(image, mask, tiny)
+
+
+def format_tables(rows: list[Row]) -> str:
+    head = (f"{'config':<6} {'setting':<20} {'chain':<6} {'ours (s)':>9} {'floor (s)':>10} {'overhead':>9} "
+            f"{'vs plain':>9} {'ref (s)':>9} {'ours/ref':>9}")
+    lines = ["PIE wall time: overhead = ours / floor (target <= 1.05); ours/ref (targets < 1, <= 0.85 at 10 steps)",
+             head, "-" * len(head)]
+    for r in rows:
+        for chain, m in (("latent", r.latent), ("pixel", r.pixel)):
+            floor = r.floor.plain + (r.floor.encodes if chain == "pixel" else 0.0)
+            vs_plain = f"{m.total / r.floor.plain:9.3f}" if chain == "pixel" else f"{'-':>9}"
+            lines.append(
+                f"{r.config:<6} {r.setting.label:<20} {chain:<6} {m.total:9.2f} {floor:10.2f} "
+                f"{m.total / floor:9.3f} {vs_plain} {r.reference.total:9.2f} {m.total / r.reference.total:9.3f}"
+            )
+    head2 = (f"{'config':<6} {'setting':<20} {'run':<11} {'total':>8} {'UNet':>14} {'VAE enc':>12} "
+             f"{'VAE dec':>12} {'text':>11} {'other':>7}")
+    lines += ["", "Where the time went: seconds (calls) in each model's forward; other = the rest",
+              head2, "-" * len(head2)]
+    for r in rows:
+        for kind, m in zip(KINDS, (r.latent, r.pixel, r.floor_parts, r.reference)):
+            parts = " ".join(
+                f"{m.seconds[p]:{w - 5}.2f} ({m.calls[p]:>2})" for p, w in zip(PARTS, (14, 12, 12, 11))
+            )
+            lines.append(f"{r.config:<6} {r.setting.label:<20} {kind:<11} {m.total:8.2f} {parts} {m.other:7.2f}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", choices=("sd15", "small", "both"), default="both")
+    parser.add_argument("--size", type=int, default=256, help="image side in px (default 256)")
+    parser.add_argument("--rounds", type=int, default=None,
+                        help=f"PIE rounds R (default: {DEFAULT_ROUNDS})")
+    parser.add_argument("--steps", type=int, nargs="+", default=[50, 10],
+                        help="scheduler steps S, one setting each (default: 50 10)")
+    parser.add_argument("--strength", type=float, default=0.5, help="γ (default 0.5, the reference's)")
+    parser.add_argument("--repeats", type=int, default=None,
+                        help=f"timed repeats per setting, the minimum is kept (default: {DEFAULT_REPEATS})")
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    args = parser.parse_args(argv)
+
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    configs = ["small", "sd15"] if args.config == "both" else [args.config]
+    image, mask = synthetic_case(args.size)
+    load_before = os.getloadavg()[0]
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs, "
+          f"{args.size}x{args.size} px, cfg {GUIDANCE}, load average {load_before:.2f} before")
+    if load_before > 0.5:
+        print("warning: something else is using the CPU; the ratios will be noisy", flush=True)
+
+    started = time.perf_counter()
+    rows: list[Row] = []
+    with torch.inference_mode():
+        for config in configs:
+            t0 = time.perf_counter()
+            backend = BUILDERS[config]()
+            timer = ForwardTimer(backend)
+            n_params = sum(p.numel() for p in backend.unet.parameters()) / 1e6
+            print(f"{config}: built in {time.perf_counter() - t0:.1f} s (UNet {n_params:.1f} M parameters)",
+                  flush=True)
+            warm_up(backend, image, mask)
+            rounds = args.rounds or DEFAULT_ROUNDS[config]
+            repeats = args.repeats or DEFAULT_REPEATS[config]
+            for steps in args.steps:
+                setting = Setting(steps=steps, strength=args.strength, rounds=rounds)
+                rows.append(bench_setting(config, backend, timer, image, mask, setting, repeats))
+            del backend, timer
+    print()
+    print(format_tables(rows))
+    print(f"\ntotal {time.perf_counter() - started:.0f} s; load average {os.getloadavg()[0]:.2f} after")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,5 @@
+"""``python -m mvg_backend``: the headless front door (see ``cli.py``)."""
+
+from .cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,178 @@
+"""Headless CLI: ``python -m mvg_backend demo|pie ...``. Run with ``-h`` for the options."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+import cv2
+import numpy as np
+
+from .errors import MVGInputError, MVGRuntimeError
+from .io import as_mask, as_rgb_image
+from .io.files import OutputDir, read_image, to_uint8, write_png
+
+DEMO_PROMPTS = (
+    "a fundus photograph with mild non-proliferative diabetic retinopathy, a few microaneurysms",
+    "a fundus photograph with moderate non-proliferative diabetic retinopathy, dot and blot haemorrhages",
+    "a fundus photograph with severe diabetic retinopathy, haemorrhages and hard exudates",
+)
+DTYPES = ("fp32", "fp16", "bf16")
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("model (default: a random-weight tiny model, a plumbing check only)")
+    src = g.add_mutually_exclusive_group()
+    src.add_argument("--checkpoint", type=Path, help="original-layout SD 1.x .safetensors single file")
+    src.add_argument("--model-dir", type=Path, help="diffusers-format SD 1.x folder")
+    g.add_argument("--config", type=Path, help="diffusers config folder for --checkpoint (default: shipped SD 1.x)")
+    g.add_argument("--unet", type=Path, help="fine-tuned UNet replacing the base one (folder or .safetensors)")
+    g.add_argument("--scheduler", default="ddim", help="ddim (reference), ddpm, euler, euler_ancestral, dpmpp_2m, unipc")
+    g.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+    g.add_argument("--dtype", default="fp32", choices=DTYPES)
+
+
+def _add_pie_args(p: argparse.ArgumentParser, *, rounds: int, steps: int) -> None:
+    g = p.add_argument_group("PIE (reference defaults: 10 rounds, γ 0.5, 50 steps, cfg 7.5, β1 0.01, β2 0.75)")
+    g.add_argument("--rounds", type=int, default=rounds, help="total rounds over all stages")
+    g.add_argument("--strength", type=float, default=0.5, help="γ in (0, 1]")
+    g.add_argument("--steps", type=int, default=steps, help="scheduler steps; a round runs ceil(γ·steps)")
+    g.add_argument("--cfg", type=float, default=7.5)
+    g.add_argument("--beta1", type=float, default=0.01)
+    g.add_argument("--beta2", type=float, default=0.75)
+    g.add_argument("--seed", type=int, default=0, help="round k uses seed + k - 1")
+    g.add_argument("--chain", choices=("latent", "pixel"), default="latent")
+    g.add_argument("--no-original", action="store_true", help="do not put the original first")
+    p.add_argument("--out", type=Path, required=True, help="output folder (must be new or empty)")
+    p.add_argument("--overwrite", action="store_true", help="allow a non-empty --out")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m mvg_backend", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    demo = sub.add_parser("demo", help="progressive editing of a shipped fundus photo (skimage retina, CC0)")
+    demo.add_argument("--size", type=int, default=256, help="working size in pixels (square)")
+    _add_model_args(demo)
+    _add_pie_args(demo, rounds=6, steps=20)
+    pie = sub.add_parser("pie", help="progressive editing of your image")
+    pie.add_argument("--image", type=Path, required=True)
+    pie.add_argument("--mask", type=Path, help="mask image, white = editable (default: whole image)")
+    prompts = pie.add_mutually_exclusive_group(required=True)
+    prompts.add_argument("--prompts", type=Path, help="text file, one stage per line (MVG_PromptList syntax)")
+    prompts.add_argument("--prompt", action="append", help="a stage prompt (repeat for several stages)")
+    pie.add_argument("--negative", default="", help="negative prompt for every stage")
+    _add_model_args(pie)
+    _add_pie_args(pie, rounds=10, steps=50)
+    return parser
+
+
+def _load_backend(args: argparse.Namespace) -> tuple[Any, str]:
+    import torch
+
+    from .pie import DiffusersBackend
+    from .pie.random_model import NOTE, random_tiny_backend
+
+    dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[args.dtype]
+    common = dict(unet=args.unet, scheduler=args.scheduler, device=args.device, dtype=dtype)
+    if args.checkpoint:
+        return DiffusersBackend.from_single_file(args.checkpoint, config=args.config, **common), ""
+    if args.model_dir:
+        return DiffusersBackend.from_pretrained(args.model_dir, **common), ""
+    if args.unet or args.config:
+        raise MVGInputError("--unet and --config need a base model: pass --checkpoint or --model-dir.")
+    return random_tiny_backend(seed=args.seed), NOTE
+
+
+def _demo_inputs(size: int) -> tuple[np.ndarray, np.ndarray]:
+    from skimage import data
+
+    image = cv2.resize(data.retina(), (size, size), interpolation=cv2.INTER_AREA)
+    yy, xx = np.mgrid[0:size, 0:size]
+    mask = (((yy - size / 2) ** 2 + (xx - size / 2) ** 2) <= (0.3 * size) ** 2).astype(np.float32)
+    return image, cv2.GaussianBlur(mask, (0, 0), size / 128)
+
+
+def contact_sheet(frames: np.ndarray, labels: Sequence[str], columns: int = 6) -> np.ndarray:
+    """Frames (float 0..1) in an 8-bit grid, each labelled underneath."""
+    n, h, w, _ = frames.shape
+    columns = min(columns, n)
+    rows = -(-n // columns)
+    band = max(14, h // 12)
+    sheet = np.full((rows * (h + band), columns * w, 3), 255, np.uint8)
+    for i, (frame, label) in enumerate(zip(frames, labels)):
+        r, c = divmod(i, columns)
+        y, x = r * (h + band), c * w
+        sheet[y:y + h, x:x + w] = to_uint8(frame)
+        cv2.putText(sheet, label, (x + 3, y + h + band - 4), cv2.FONT_HERSHEY_SIMPLEX, band / 30, (0, 0, 0), 1,
+                    cv2.LINE_AA)
+    return sheet
+
+
+def _write_outputs(out: Path, result: Any, mask: np.ndarray, provenance: dict) -> None:
+    (out / "frames").mkdir()
+    (out / "keyframes").mkdir()
+    for i, frame in enumerate(result.frames):
+        write_png(out / "frames" / f"frame_{i:03d}.png", frame)
+    for k, frame in enumerate(result.keyframes):
+        write_png(out / "keyframes" / f"keyframe_{k:02d}.png", frame)
+    labels = ["original" if r.stage < 0 else f"s{r.stage + 1} r{r.round}" for r in result.records]
+    cv2.imwrite(str(out / "contact_sheet.png"), cv2.cvtColor(contact_sheet(result.frames, labels), cv2.COLOR_RGB2BGR))
+    write_png(out / "mask.png", mask)
+    (out / "summary.txt").write_text(result.summary + "\n", encoding="utf-8")
+    (out / "provenance.json").write_text(json.dumps(provenance, indent=2, ensure_ascii=False) + "\n",
+                                         encoding="utf-8")
+
+
+def run(args: argparse.Namespace) -> int:
+    from .pie import progressive_edit
+    from .prompts import PromptPlan, parse_prompt_lines
+    from .provenance import pie_provenance
+
+    with OutputDir(args.out, overwrite=args.overwrite) as out:
+        if args.command == "demo":
+            image, mask = _demo_inputs(args.size)
+            write_png(out / "input.png", as_rgb_image(image)[0])
+            inputs = {"image": out / "input.png"}
+            plan = PromptPlan.coerce(list(DEMO_PROMPTS))
+        else:
+            image = read_image(args.image)
+            mask = None if args.mask is None else read_image(args.mask)
+            inputs = {"image": args.image, **({"mask": args.mask} if args.mask else {})}
+            if args.prompts:
+                if not args.prompts.is_file():
+                    raise MVGInputError(f"--prompts {str(args.prompts)!r} does not exist.")
+                plan = parse_prompt_lines(args.prompts.read_text(encoding="utf-8"), args.negative)
+            else:
+                plan = parse_prompt_lines("\n".join(args.prompt), args.negative)
+        backend, model_note = _load_backend(args)
+        if model_note:
+            print(f"note: {model_note}", file=sys.stderr)
+
+        def progress(done: int, steps: int) -> None:
+            print(f"\rPIE step {done}/{steps}", end="", file=sys.stderr, flush=True)
+
+        result = progressive_edit(
+            backend, image, mask, plan, rounds=args.rounds, strength=args.strength, steps=args.steps,
+            guidance=args.cfg, beta1=args.beta1, beta2=args.beta2, seed=args.seed, chain=args.chain,
+            include_original=not args.no_original, progress=progress,
+        )
+        print(file=sys.stderr)
+        if model_note:
+            result.notes.append(model_note)
+        provenance = pie_provenance(result, model_files=backend.model_files(), inputs=inputs, model_note=model_note)
+        _write_outputs(out, result, as_mask(mask, image.shape[:2])[0], provenance)
+    print(result.summary)
+    print(f"wrote {len(result.frames)} frames, {len(result.keyframes)} keyframes to {args.out}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return run(args)
+    except (MVGInputError, MVGRuntimeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2

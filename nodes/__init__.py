@@ -1,0 +1,15 @@
+"""ComfyUI adapters: one module per node family; they translate types and delegate to ``mvg_backend``."""
+
+from __future__ import annotations
+
+from typing_extensions import override
+
+from comfy_api.latest import ComfyExtension, io
+
+from . import nodes_pie
+
+
+class MVGExtension(ComfyExtension):
+    @override
+    async def get_node_list(self) -> list[type[io.ComfyNode]]:
+        return [*nodes_pie.NODES]

@@ -1,0 +1,112 @@
+"""ProgressiveEdit (PIE) and the hand-written prompt list, as ComfyUI V3 nodes."""
+
+from __future__ import annotations
+
+import torch
+
+import comfy.model_management
+import comfy.samplers
+import comfy.utils
+from comfy_api.latest import io
+
+from ..mvg_backend.pie import progressive_edit
+from ..mvg_backend.prompts import PromptPlan, parse_prompt_lines
+from .comfy_backend import ComfyBackend
+
+MVGPrompts = io.Custom("MVG_PROMPTS")
+
+EXAMPLE_PROMPTS = (
+    "a chest x-ray with a small right pleural effusion\n"
+    "a chest x-ray with a moderate right pleural effusion\n"
+    "a chest x-ray with a large right pleural effusion"
+)
+
+
+class PromptList(io.ComfyNode):
+    """Stage prompts written by hand: one stage per line."""
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="MVG_PromptList",
+            display_name="MVG Prompt List",
+            category="MVG",
+            description="One disease-stage prompt per line, in order. Optional per line: "
+                        "'prompt | negative prompt {rounds=3, strength=0.4}'. Lines starting with # are skipped.",
+            inputs=[
+                io.String.Input("text", multiline=True, default=EXAMPLE_PROMPTS),
+                io.String.Input("negative", multiline=True, default="",
+                                tooltip="Negative prompt for every stage without its own ('| ...' on its line)."),
+            ],
+            outputs=[MVGPrompts.Output(display_name="prompts")],
+        )
+
+    @classmethod
+    def execute(cls, text: str, negative: str) -> io.NodeOutput:
+        return io.NodeOutput(parse_prompt_lines(text, negative))
+
+
+class ProgressiveEdit(io.ComfyNode):
+    """PIE: masked img2img over several rounds per stage, blended back toward the original."""
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="MVG_ProgressiveEdit",
+            display_name="MVG Progressive Edit (PIE)",
+            category="MVG",
+            description="Progressive Image Editing (arXiv 2309.11745) over MVG's disease stages. Edits only inside "
+                        "the mask; outside it every step is re-anchored to the original.",
+            inputs=[
+                io.Model.Input("model"),
+                io.Clip.Input("clip"),
+                io.Vae.Input("vae"),
+                io.Image.Input("image", tooltip="One image (batch of 1)."),
+                io.Mask.Input("mask", tooltip="1 where the disease may change the image; resized to the image."),
+                MVGPrompts.Input("prompts"),
+                io.Int.Input("rounds", default=10, min=1, max=200,
+                             tooltip="Total PIE rounds, shared by the stages (a stage's {rounds=N} overrides)."),
+                io.Float.Input("strength", default=0.5, min=0.01, max=1.0, step=0.01,
+                               tooltip="γ: how far each round re-noises; each round runs ceil(γ·steps) model steps."),
+                io.Int.Input("steps", default=50, min=1, max=1000, tooltip="Scheduler steps of a full denoise."),
+                io.Float.Input("cfg", default=7.5, min=0.0, max=100.0, step=0.1, round=0.01),
+                io.Combo.Input("sampler_name", options=comfy.samplers.KSampler.SAMPLERS, default="ddim"),
+                io.Combo.Input("scheduler", options=comfy.samplers.KSampler.SCHEDULERS, default="ddim_uniform"),
+                io.Float.Input("beta1", default=0.01, min=0.0, max=1.0, step=0.01,
+                               tooltip="β1: how much of each round's change is kept outside the mask."),
+                io.Float.Input("beta2", default=0.75, min=0.0, max=1.0, step=0.01,
+                               tooltip="β2: how much of each round's change is kept inside the mask."),
+                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
+                             tooltip="Round k uses seed + k - 1."),
+                io.Combo.Input("chain", options=["latent", "pixel"], default="latent",
+                               tooltip="latent: carry latents between rounds; pixel: decode and re-encode each "
+                                       "round (as the reference)."),
+                io.Boolean.Input("include_original", default=True,
+                                 tooltip="Put the original first in both frames and keyframes."),
+            ],
+            outputs=[
+                io.Image.Output(display_name="frames"),
+                io.Image.Output(display_name="keyframes"),
+                io.String.Output(display_name="summary"),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, model, clip, vae, image: torch.Tensor, mask: torch.Tensor, prompts: PromptPlan, rounds: int,
+                strength: float, steps: int, cfg: float, sampler_name: str, scheduler: str, beta1: float,
+                beta2: float, seed: int, chain: str, include_original: bool) -> io.NodeOutput:
+        pbar = comfy.utils.ProgressBar(1)
+
+        def progress(done: int, total: int) -> None:
+            comfy.model_management.throw_exception_if_processing_interrupted()
+            pbar.update_absolute(done, total)
+
+        backend = ComfyBackend(model, clip, vae, sampler_name, scheduler)
+        result = progressive_edit(
+            backend, image, mask, prompts, rounds=rounds, strength=strength, steps=steps, guidance=cfg,
+            beta1=beta1, beta2=beta2, seed=seed, chain=chain, include_original=include_original, progress=progress,
+        )
+        return io.NodeOutput(torch.from_numpy(result.frames), torch.from_numpy(result.keyframes), result.summary)
+
+
+NODES: list[type[io.ComfyNode]] = [PromptList, ProgressiveEdit]

@@ -1,0 +1,95 @@
+"""Shared fixtures. Tests build tiny random models offline; nothing touches a model hub."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def tiny_components():
+    """``(unet, vae, text_encoder, tokenizer, scheduler)``: tiny random SD 1.x parts (read-only!)."""
+    from fixtures.tiny_checkpoints import make_tiny_sd_components
+
+    return make_tiny_sd_components(seed=0)
+
+
+@pytest.fixture()
+def tiny_backend(tiny_components):
+    from mvg_backend.pie import DiffusersBackend
+
+    return DiffusersBackend(*tiny_components)
+
+
+@pytest.fixture()
+def phantom():
+    """A 64x64 chest-like test image and a hard mask over its right half-lung region."""
+    yy, xx = np.mgrid[0:64, 0:64].astype(np.float32) / 63.0
+    image = np.stack([0.2 + 0.6 * xx, 0.3 + 0.4 * yy, 0.5 * (xx + yy)], axis=-1).astype(np.float32)
+    mask = np.zeros((64, 64), np.float32)
+    mask[16:48, 8:32] = 1.0
+    return image, mask
+
+
+# --- ComfyUI integration tests (marker `comfyui`) ---------------------------------------------------
+# Tests marked `comfyui` talk to a real headless ComfyUI server (tests/comfyui_harness.py). They run when
+# COMFYUI_DIR (a ComfyUI >= 0.3.64 checkout) and COMFYUI_PYTHON (the python of its venv, with the pack's
+# requirements installed) are set, and are skipped otherwise.
+
+COMFYUI_SKIP_REASON = "set COMFYUI_DIR and COMFYUI_PYTHON to a ComfyUI >= 0.3.64 checkout; see README"
+COMFYUI_CHECKPOINT_NAME = "mvg_tiny_sd15.safetensors"
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "comfyui: needs a real ComfyUI checkout (set COMFYUI_DIR and COMFYUI_PYTHON); skipped otherwise"
+    )
+
+
+def _comfyui_unavailable() -> str | None:
+    from comfyui_harness import find_comfyui
+
+    found = find_comfyui()
+    return f"{COMFYUI_SKIP_REASON} ({found})" if isinstance(found, str) else None
+
+
+def pytest_collection_modifyitems(config, items):
+    marked = [item for item in items if item.get_closest_marker("comfyui") is not None]
+    if not marked:
+        return
+    reason = _comfyui_unavailable()
+    if reason:
+        skip = pytest.mark.skip(reason=reason)
+        for item in marked:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def comfyui_server(tmp_path_factory):
+    """One headless ComfyUI for the whole session, with the pack linked and a tiny SD1.5 checkpoint.
+
+    The server's base directory is a fresh temp folder (``custom_nodes/ComfyUI-MVG`` -> this repo,
+    ``models/checkpoints/mvg_tiny_sd15.safetensors``, ``input/``, ``output/``, ``comfyui.log``).
+    """
+    from pathlib import Path
+
+    from comfyui_harness import ComfyUIServer, find_comfyui
+    from fixtures.tiny_checkpoints import write_tiny_sd15_comfy_checkpoint
+
+    found = find_comfyui()
+    if isinstance(found, str):
+        pytest.skip(f"{COMFYUI_SKIP_REASON} ({found})")
+    comfyui_dir, python = found
+    base = tmp_path_factory.mktemp("comfyui")
+    server = ComfyUIServer(comfyui_dir, python, base, pack_dir=Path(__file__).resolve().parents[1])
+    server.prepare()
+    write_tiny_sd15_comfy_checkpoint(server.checkpoints_dir / COMFYUI_CHECKPOINT_NAME, seed=0)
+    server.start(timeout=float(os.environ.get("COMFYUI_START_TIMEOUT", "240")))
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -1,0 +1,83 @@
+"""The headless CLI: demo and pie commands, outputs, provenance, and all-or-nothing writes."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from fixtures.tiny_checkpoints import write_tiny_ldm_checkpoint
+from mvg_backend.cli import main
+
+
+def test_demo_writes_frames_keyframes_and_provenance(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--size", "64", "--rounds", "3", "--steps", "4", "--seed", "5"]) == 0
+    frames = sorted((out / "frames").glob("*.png"))
+    assert len(frames) == 4 and len(list((out / "keyframes").glob("*.png"))) == 4
+    first = cv2.imread(str(frames[0]))
+    assert first.shape == (64, 64, 3)
+    assert np.array_equal(first, cv2.imread(str(out / "input.png")))
+    prov = json.loads((out / "provenance.json").read_text())
+    assert [f["seed"] for f in prov["frames"]] == [None, 5, 6, 7]
+    assert prov["settings"]["stage_rounds"] == [1, 1, 1]
+    assert prov["inputs"]["image"]["name"] == "input.png" and len(prov["inputs"]["image"]["sha256"]) == 64
+    assert "random-weight tiny" in prov["model_note"]
+    assert "random-weight tiny" in (out / "summary.txt").read_text()
+    assert "wrote 4 frames, 4 keyframes" in capsys.readouterr().out
+
+
+def test_pie_command_with_single_file_checkpoint(tmp_path, phantom):
+    image, mask = phantom
+    cv2.imwrite(str(tmp_path / "cxr.png"), (image[..., ::-1] * 255).astype(np.uint8))
+    cv2.imwrite(str(tmp_path / "roi.png"), (mask * 255).astype(np.uint8))
+    (tmp_path / "stages.txt").write_text("small effusion {rounds=1}\nlarge effusion | text {rounds=2}\n")
+    ckpt, _ = write_tiny_ldm_checkpoint(tmp_path / "tiny.safetensors", config_dir=tmp_path / "cfg")
+    out = tmp_path / "run"
+    code = main(["pie", "--image", str(tmp_path / "cxr.png"), "--mask", str(tmp_path / "roi.png"),
+                 "--prompts", str(tmp_path / "stages.txt"), "--checkpoint", str(ckpt), "--config",
+                 str(tmp_path / "cfg"), "--steps", "4", "--out", str(out)])
+    assert code == 0
+    prov = json.loads((out / "provenance.json").read_text())
+    assert prov["models"][0]["name"] == "tiny.safetensors" and len(prov["models"][0]["sha256"]) == 64
+    assert prov["settings"]["stages"][1]["negative_prompt"] == "text"
+    assert str(tmp_path) not in json.dumps(prov)  # no absolute input paths in the sidecar
+    frames = [cv2.imread(str(p)) for p in sorted((out / "frames").glob("*.png"))]
+    assert len(frames) == 4
+    outside = mask == 0
+    for f in frames:
+        assert np.array_equal(f[outside], frames[0][outside])
+
+
+def test_refuses_non_empty_out_and_leaves_nothing_on_failure(tmp_path, capsys):
+    out = tmp_path / "busy"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    assert main(["demo", "--out", str(out), "--size", "64", "--steps", "2"]) == 2
+    assert "is not empty" in capsys.readouterr().err
+    assert (out / "keep.txt").read_text() == "mine"
+    fresh = tmp_path / "fresh"
+    assert main(["demo", "--out", str(fresh), "--size", "64", "--strength", "0"]) == 2
+    assert "strength=0.0" in capsys.readouterr().err
+    assert not fresh.exists() and list(tmp_path.iterdir()) == [out]  # no staging folder left behind
+
+
+def test_overwrite_keeps_other_files(tmp_path):
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    assert main(["demo", "--out", str(out), "--size", "64", "--rounds", "1", "--steps", "2", "--overwrite"]) == 0
+    assert (out / "notes.txt").read_text() == "mine" and (out / "frames" / "frame_001.png").is_file()
+
+
+@pytest.mark.parametrize("argv,match", [
+    (["pie", "--image", "missing.png", "--prompt", "x"], "image file 'missing.png' does not exist"),
+    (["demo", "--unet", "u"], "--unet and --config need a base model"),
+    (["demo", "--checkpoint", "nope.safetensors"], "checkpoint 'nope.safetensors' does not exist"),
+])
+def test_cli_errors(tmp_path, capsys, monkeypatch, argv, match):
+    monkeypatch.chdir(tmp_path)
+    assert main(argv + ["--out", str(tmp_path / "x")]) == 2
+    assert match in capsys.readouterr().err
