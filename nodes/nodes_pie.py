@@ -34,8 +34,8 @@ class PromptList(io.ComfyNode):
             description="One disease-stage prompt per line, in order. Optional per line: "
                         "'prompt | negative prompt {rounds=3, strength=0.4}'. Lines starting with # are skipped.",
             inputs=[
-                io.String.Input("text", multiline=True, default=EXAMPLE_PROMPTS),
-                io.String.Input("negative", multiline=True, default="",
+                io.String.Input("text", multiline=True, default=EXAMPLE_PROMPTS, dynamic_prompts=False),
+                io.String.Input("negative", multiline=True, default="", dynamic_prompts=False,
                                 tooltip="Negative prompt for every stage without its own ('| ...' on its line)."),
             ],
             outputs=[MVGPrompts.Output(display_name="prompts")],

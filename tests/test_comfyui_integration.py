@@ -34,7 +34,7 @@ PROGRESSIVE_EDIT_INPUTS = {
 # helpers
 # --------------------------------------------------------------------------------------------------
 def _png(path):
-    from PIL import Image
+    Image = pytest.importorskip("PIL.Image")
 
     with Image.open(path) as im:
         return np.asarray(im.convert("RGB")).copy()
@@ -54,7 +54,7 @@ def _input_image() -> tuple[np.ndarray, np.ndarray]:
 def input_png(comfyui_server):
     """``(filename in ComfyUI's input dir, rgb uint8, roi bool)``. The ROI is transparent (alpha 0), so
     LoadImage's MASK output (1 - alpha) is 1 exactly there: the mask-editor workflow."""
-    from PIL import Image
+    Image = pytest.importorskip("PIL.Image")
 
     rgb, roi = _input_image()
     alpha = np.where(roi, 0, 255).astype(np.uint8)
@@ -154,11 +154,14 @@ def test_stock_graph_runs_on_tiny_checkpoint(comfyui_server):
     assert "model_type EPS" in log, srv.log_tail()
 
 
-def test_progressive_edit_graph_executes(comfyui_server, input_png):
+@pytest.mark.parametrize("chain", ["latent", "pixel"])
+def test_progressive_edit_graph_executes(comfyui_server, input_png, chain):
+    """CheckpointLoaderSimple + LoadImage (mask = transparent ROI) -> MVG_PromptList -> MVG_ProgressiveEdit
+    -> SaveImage x2 + PreviewAny(summary): 64x64, rounds 2, steps 4, strength 0.5."""
     srv = comfyui_server
     name, rgb, roi = input_png
     t0 = time.monotonic()
-    entry = srv.run(_mvg_graph(name, "mvg"), timeout=300)
+    entry = srv.run(_mvg_graph(name, f"mvg_{chain}", chain=chain), timeout=300)
     elapsed = time.monotonic() - t0
 
     frames = [_png(p) for p in srv.output_images(entry, "5")]
@@ -178,8 +181,8 @@ def test_progressive_edit_graph_executes(comfyui_server, input_png):
     assert not np.array_equal(frames[1], frames[2]), "the two stages produced identical frames"
 
     summary = entry["outputs"]["7"]["text"][0]
-    assert "2 stage(s)" in summary and "frame 2" in summary, summary
-    print(f"\nMVG_ProgressiveEdit graph: {elapsed:.1f} s")
+    assert "2 stage(s)" in summary and "frame 2" in summary and f"chain {chain}" in summary, summary
+    print(f"\nMVG_ProgressiveEdit graph (chain {chain}): {elapsed:.1f} s")
 
 
 def test_progressive_edit_rejects_a_bad_combo_value(comfyui_server, input_png):

@@ -1,0 +1,110 @@
+"""Write the shipped UI-format workflows (``workflows/*.json``) from one compact description per domain.
+
+Run ``python scripts/build_workflows.py [OUT_DIR]`` after changing a node's widgets. Widget values are positional
+(ComfyUI stores them in order), so the lists below follow each node's input order; a seed widget with
+``control_after_generate`` is followed by its control value ("fixed").
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+OUT = Path(__file__).resolve().parent.parent / "workflows"
+
+# node type -> (linked inputs [(name, type)], outputs [(name, type)], size)
+NODE_SPECS = {
+    "CheckpointLoaderSimple": ([], [("MODEL", "MODEL"), ("CLIP", "CLIP"), ("VAE", "VAE")], (320, 100)),
+    "LoadImage": ([], [("IMAGE", "IMAGE"), ("MASK", "MASK")], (320, 330)),
+    "MVG_PromptList": ([], [("prompts", "MVG_PROMPTS")], (420, 220)),
+    "MVG_ProgressiveEdit": (
+        [("model", "MODEL"), ("clip", "CLIP"), ("vae", "VAE"), ("image", "IMAGE"), ("mask", "MASK"),
+         ("prompts", "MVG_PROMPTS")],
+        [("frames", "IMAGE"), ("keyframes", "IMAGE"), ("summary", "STRING")], (340, 420)),
+    "PreviewImage": ([("images", "IMAGE")], [], (420, 300)),
+    "SaveImage": ([("images", "IMAGE")], [], (420, 300)),
+    "PreviewAny": ([("source", "*")], [], (420, 260)),
+    "CreateVideo": ([("images", "IMAGE")], [("VIDEO", "VIDEO")], (270, 80)),
+    "SaveVideo": ([("video", "VIDEO")], [], (420, 330)),
+}
+
+DOMAINS = {
+    "chest_xray": dict(
+        title="MVG chest X-ray: progressive editing of the lung fields",
+        image="mvg_chest_xray.png",
+        prompts="a chest x-ray with a small right pleural effusion\n"
+                "a chest x-ray with a moderate right pleural effusion\n"
+                "a chest x-ray with a large right pleural effusion",
+        negative="text, letters, markers, blurry",
+    ),
+    "fundus": dict(
+        title="MVG fundus: diabetic retinopathy progression",
+        image="mvg_fundus.png",
+        prompts="a fundus photograph with mild non-proliferative diabetic retinopathy\n"
+                "a fundus photograph with moderate non-proliferative diabetic retinopathy\n"
+                "a fundus photograph with severe non-proliferative diabetic retinopathy",
+        negative="blurry, overexposed",
+    ),
+    "skin": dict(
+        title="MVG skin: lesion progression",
+        image="mvg_skin.png",
+        prompts="a dermoscopy image of a benign melanocytic nevus\n"
+                "a dermoscopy image of an atypical nevus with irregular borders\n"
+                "a dermoscopy image of a melanoma with asymmetry and multiple colours",
+        negative="hair, ruler, text, blurry",
+    ),
+}
+
+
+def build(domain: str, spec: dict) -> dict:
+    # (id, type, position, widgets_values)
+    layout = [
+        (1, "CheckpointLoaderSimple", (40, 80), ["v1-5-pruned-emaonly.safetensors"]),
+        (2, "LoadImage", (40, 240), [spec["image"], "image"]),
+        (3, "MVG_PromptList", (40, 620), [spec["prompts"], spec["negative"]]),
+        (4, "MVG_ProgressiveEdit", (500, 80),
+         [10, 0.5, 50, 7.5, "ddim", "ddim_uniform", 0.01, 0.75, 0, "fixed", "latent", True]),
+        (5, "PreviewImage", (900, 80), []),
+        (6, "SaveImage", (900, 420), [f"MVG/{domain}_keyframes"]),
+        (7, "PreviewAny", (500, 560), []),
+        (8, "CreateVideo", (1360, 80), [4.0]),
+        (9, "SaveVideo", (1360, 220), [f"MVG/{domain}_progression", "auto", "auto"]),
+    ]
+    # (from node, from slot, to node, to slot)
+    edges = [(1, 0, 4, 0), (1, 1, 4, 1), (1, 2, 4, 2), (2, 0, 4, 3), (2, 1, 4, 4), (3, 0, 4, 5),
+             (4, 0, 5, 0), (4, 1, 6, 0), (4, 2, 7, 0), (4, 0, 8, 0), (8, 0, 9, 0)]
+    nodes = {}
+    for order, (node_id, node_type, pos, widgets) in enumerate(layout):
+        inputs, outputs, size = NODE_SPECS[node_type]
+        nodes[node_id] = {
+            "id": node_id, "type": node_type, "pos": list(pos), "size": list(size), "flags": {}, "order": order,
+            "mode": 0,
+            "inputs": [{"name": n, "type": t, "link": None} for n, t in inputs],
+            "outputs": [{"name": n, "type": t, "links": [], "slot_index": i} for i, (n, t) in enumerate(outputs)],
+            "properties": {"Node name for S&R": node_type},
+            "widgets_values": widgets,
+        }
+    links = []
+    for link_id, (src, src_slot, dst, dst_slot) in enumerate(edges, start=1):
+        link_type = nodes[src]["outputs"][src_slot]["type"]
+        nodes[src]["outputs"][src_slot]["links"].append(link_id)
+        nodes[dst]["inputs"][dst_slot]["link"] = link_id
+        links.append([link_id, src, src_slot, dst, dst_slot, link_type])
+    nodes[2]["title"] = "Load Image (paint the region of interest in the mask editor)"
+    return {
+        "last_node_id": max(nodes), "last_link_id": len(links), "nodes": list(nodes.values()), "links": links,
+        "groups": [], "config": {}, "extra": {"info": {"title": spec["title"]}}, "version": 0.4,
+    }
+
+
+def main(out: Path = OUT) -> None:
+    out.mkdir(exist_ok=True)
+    for domain, spec in DOMAINS.items():
+        path = out / f"mvg_{domain}.json"
+        path.write_text(json.dumps(build(domain, spec), indent=2) + "\n", encoding="utf-8")
+        print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]) if len(sys.argv) > 1 else OUT)
