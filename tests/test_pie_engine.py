@@ -199,3 +199,15 @@ def test_other_schedulers_anchor_and_count(tiny_components, phantom, scheduler):
     assert len(counter.batch_sizes) == 2 * 2 * 4
     assert np.isfinite(a.frames).all() and np.array_equal(a.frames, b.frames)
     assert np.array_equal(a.frames[:, mask == 0], np.broadcast_to(image[mask == 0], a.frames[:, mask == 0].shape))
+
+
+def test_soft_mask_with_real_backend(tiny_backend, phantom):
+    image, _ = phantom
+    yy, xx = np.mgrid[0:64, 0:64]
+    soft = np.clip(1.5 - np.hypot(yy - 32, xx - 32) / 12.0, 0, 1).astype(np.float32)  # 1 in the centre, 0 beyond r=18
+    res = run(tiny_backend, image, soft, rounds=2)
+    zero = soft == 0
+    assert 0 < soft[~zero].min() < 1
+    assert np.array_equal(res.frames[:, zero], np.broadcast_to(image[zero], res.frames[:, zero].shape))
+    change = np.abs(res.frames[-1] - image).mean(-1)
+    assert change[soft == 1].mean() > change[(soft > 0) & (soft < 0.3)].mean() > 0
