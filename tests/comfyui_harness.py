@@ -36,6 +36,7 @@ from typing import Any
 __all__ = [
     "ComfyUIServer",
     "ComfyUIError",
+    "EventStream",
     "PromptRejected",
     "find_comfyui",
     "free_port",
@@ -95,12 +96,146 @@ def history_status(entry: dict[str, Any]) -> tuple[str | None, list[str]]:
     return status.get("status_str"), events
 
 
+class EventStream:
+    """A minimal websocket client for ComfyUI's ``/ws`` (stdlib only; JSON text frames are kept).
+
+    ComfyUI sends a prompt's ``progress`` / ``executing`` / ``executed`` / ``execution_*`` messages to the
+    websocket whose ``clientId`` was given with the prompt, so open the stream with the server's
+    ``client_id`` *before* posting. Binary frames (previews) are skipped.
+    """
+
+    def __init__(self, host: str, port: int, client_id: str, timeout: float = 10.0):
+        import base64
+        import threading
+
+        self.messages: list[dict[str, Any]] = []
+        self._cond = threading.Condition()
+        self._closed = False
+        self._sock = socket.create_connection((host, port), timeout=timeout)
+        key = base64.b64encode(os.urandom(16)).decode()
+        self._sock.sendall(
+            (f"GET /ws?clientId={client_id} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+             f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = self._sock.recv(4096)
+            if not chunk:
+                raise ComfyUIError("websocket handshake: connection closed")
+            head += chunk
+        head, self._buf = head.split(b"\r\n\r\n", 1)
+        if b" 101 " not in head.split(b"\r\n", 1)[0]:
+            raise ComfyUIError(f"websocket handshake refused: {head[:200]!r}")
+        self._sock.settimeout(None)
+        self._thread = threading.Thread(target=self._reader, name="comfyui-ws", daemon=True)
+        self._thread.start()
+
+    def _recv_exact(self, n: int) -> bytes:
+        while len(self._buf) < n:
+            chunk = self._sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("websocket closed")
+            self._buf += chunk
+        out, self._buf = self._buf[:n], self._buf[n:]
+        return out
+
+    def _send(self, opcode: int, payload: bytes = b"") -> None:
+        # client frames must be masked (RFC 6455 5.3); payloads here are tiny (pong / close)
+        mask = os.urandom(4)
+        header = bytes([0x80 | opcode, 0x80 | len(payload)]) + mask
+        self._sock.sendall(header + bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
+
+    def _reader(self) -> None:
+        fragments: list[bytes] = []
+        message_opcode = 0x1
+        try:
+            while True:
+                b0, b1 = self._recv_exact(2)
+                fin, opcode, length = b0 & 0x80, b0 & 0x0F, b1 & 0x7F
+                if length == 126:
+                    length = int.from_bytes(self._recv_exact(2), "big")
+                elif length == 127:
+                    length = int.from_bytes(self._recv_exact(8), "big")
+                mask = self._recv_exact(4) if b1 & 0x80 else None
+                payload = self._recv_exact(length)
+                if mask:
+                    payload = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+                if opcode == 0x8:  # close
+                    break
+                if opcode == 0x9:  # ping
+                    self._send(0xA, payload)
+                    continue
+                if opcode in (0x1, 0x2):
+                    message_opcode = opcode
+                if opcode in (0x0, 0x1, 0x2):
+                    fragments.append(payload)
+                    if not fin:
+                        continue
+                    data, fragments = b"".join(fragments), []
+                    if message_opcode != 0x1:
+                        continue  # binary (preview images)
+                    try:
+                        msg = json.loads(data)
+                    except ValueError:
+                        continue
+                    with self._cond:
+                        self.messages.append(msg)
+                        self._cond.notify_all()
+        except (OSError, ConnectionError, ValueError):
+            pass
+        finally:
+            with self._cond:
+                self._closed = True
+                self._cond.notify_all()
+
+    def wait_for(self, predicate, timeout: float = 60.0) -> dict[str, Any]:
+        """The first message (old or new) for which ``predicate(msg)`` is true; ``ComfyUIError`` on timeout."""
+        deadline = time.monotonic() + timeout
+        seen = 0
+        with self._cond:
+            while True:
+                for msg in self.messages[seen:]:
+                    if predicate(msg):
+                        return msg
+                seen = len(self.messages)
+                left = deadline - time.monotonic()
+                if left <= 0 or self._closed:
+                    types = [m.get("type") for m in self.messages[-20:]]
+                    raise ComfyUIError(f"no matching websocket message within {timeout:.0f} s "
+                                       f"(closed={self._closed}; last types: {types})")
+                self._cond.wait(left)
+
+    def of_type(self, msg_type: str, prompt_id: str | None = None) -> list[dict[str, Any]]:
+        """The ``data`` of every message of this type so far (for this prompt, if given)."""
+        with self._cond:
+            return [m.get("data", {}) for m in self.messages if m.get("type") == msg_type
+                    and (prompt_id is None or m.get("data", {}).get("prompt_id") == prompt_id)]
+
+    def close(self) -> None:
+        try:
+            self._send(0x8)
+        except OSError:
+            pass
+        try:
+            self._sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self._sock.close()
+        self._thread.join(5)
+
+    def __enter__(self) -> EventStream:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
 class ComfyUIServer:
     """One ComfyUI process. Use as a context manager or call ``start()``/``stop()``."""
 
     def __init__(self, comfyui_dir: str | Path, python: str | Path, base_dir: str | Path,
                  pack_dir: str | Path | None = None, pack_name: str = "ComfyUI-MVG",
-                 port: int | None = None, extra_args: tuple[str, ...] = (), env: dict[str, str] | None = None):
+                 port: int | None = None, extra_args: tuple[str, ...] = (), env: dict[str, str] | None = None,
+                 threads: int | None = 1):
         self.comfyui_dir = Path(comfyui_dir)
         self.python = Path(python)
         self.base_dir = Path(base_dir)
@@ -109,6 +244,10 @@ class ComfyUIServer:
         self.port = port or free_port()
         self.extra_args = tuple(extra_args)
         self.env = env
+        # CPU threads for ComfyUI's torch (None: torch's default, one per core). The test graphs are tiny
+        # (64 px), so threads barely help, while oversubscribing a small shared machine (2 cores, another
+        # torch process busy) made every prompt ~5x slower in measurements.
+        self.threads = threads
         self.log_path = self.base_dir / "comfyui.log"
         self.proc: subprocess.Popen | None = None
         self.client_id = uuid.uuid4().hex
@@ -153,8 +292,32 @@ class ComfyUIServer:
                 "--port", str(self.port), "--disable-auto-launch", "--base-directory", str(self.base_dir),
                 "--database-url", "sqlite:///:memory:", *self.extra_args]
 
-    def start(self, timeout: float = 180.0) -> ComfyUIServer:
-        """Start the process and wait until ``/object_info`` answers. Raises ``ComfyUIError``."""
+    def start(self, timeout: float = 180.0, port_retries: int = 2, while_booting=None) -> ComfyUIServer:
+        """Start the process and wait until ``/object_info`` answers. Raises ``ComfyUIError``.
+
+        ``while_booting()``, if given, runs once right after the launch, while ComfyUI imports (about
+        15 s): e.g. write the checkpoint (atomically; ComfyUI lists model folders per request). If the
+        port was taken in the meantime (``free_port`` cannot reserve it), retry on a new one.
+        """
+        for attempt in range(port_retries + 1):
+            self.launch()
+            if while_booting is not None:
+                try:
+                    while_booting()
+                except BaseException:
+                    self.stop()
+                    raise
+                while_booting = None
+            try:
+                return self.wait_ready(timeout)
+            except ComfyUIError as e:
+                if attempt == port_retries or "address already in use" not in str(e).lower():
+                    raise
+                self.port = free_port()
+        raise AssertionError("unreachable")
+
+    def launch(self) -> None:
+        """Start the process without waiting (see ``wait_ready``)."""
         if self.proc is not None:
             raise ComfyUIError("already started")
         self.prepare()
@@ -162,15 +325,23 @@ class ComfyUIServer:
         env["PYTHONUNBUFFERED"] = "1"
         env.setdefault("HF_HUB_OFFLINE", "1")
         env.pop("PYTHONPATH", None)  # the test process's paths must not leak into ComfyUI's venv
+        if self.threads:
+            env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(self.threads)
         self._log_file = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             self.command(), cwd=str(self.base_dir), env=env, stdin=subprocess.DEVNULL,
             stdout=self._log_file, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def wait_ready(self, timeout: float = 180.0) -> ComfyUIServer:
+        """Wait until ``/object_info`` lists the core nodes; ``ComfyUIError`` if the process dies or times out."""
+        if self.proc is None:
+            raise ComfyUIError("not launched")
         deadline = time.monotonic() + timeout
         last_error: Exception | None = None
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 code = self.proc.returncode
+                self.proc = None
                 self._close_log()
                 raise ComfyUIError(f"ComfyUI exited with code {code} during start-up\n{self.log_tail()}")
             try:
@@ -269,6 +440,10 @@ class ComfyUIServer:
         with urllib.request.urlopen(req, timeout=timeout) as r:
             raw = r.read()
         return json.loads(raw) if raw.strip() else None
+
+    def events(self) -> EventStream:
+        """Open a websocket as this harness's ``client_id`` (``post_prompt`` sends prompts as it)."""
+        return EventStream("127.0.0.1", self.port, self.client_id)
 
     def get_json(self, path: str, timeout: float = 30.0):
         return self._request("GET", path, timeout=timeout)

@@ -85,10 +85,17 @@ def comfyui_server(tmp_path_factory):
         pytest.skip(f"{COMFYUI_SKIP_REASON} ({found})")
     comfyui_dir, python = found
     base = tmp_path_factory.mktemp("comfyui")
-    server = ComfyUIServer(comfyui_dir, python, base, pack_dir=Path(__file__).resolve().parents[1])
+    # COMFYUI_TEST_THREADS: torch CPU threads of the server (default 1; 0 = torch's default)
+    threads = int(os.environ.get("COMFYUI_TEST_THREADS", "1")) or None
+    server = ComfyUIServer(comfyui_dir, python, base, pack_dir=Path(__file__).resolve().parents[1], threads=threads)
     server.prepare()
-    write_tiny_sd15_comfy_checkpoint(server.checkpoints_dir / COMFYUI_CHECKPOINT_NAME, seed=0)
-    server.start(timeout=float(os.environ.get("COMFYUI_START_TIMEOUT", "240")))
+
+    def write_checkpoint():  # while ComfyUI boots; renamed into place so it is never seen half-written
+        part = server.checkpoints_dir / (COMFYUI_CHECKPOINT_NAME + ".part")
+        write_tiny_sd15_comfy_checkpoint(part, seed=0)
+        os.replace(part, server.checkpoints_dir / COMFYUI_CHECKPOINT_NAME)
+
+    server.start(timeout=float(os.environ.get("COMFYUI_START_TIMEOUT", "240")), while_booting=write_checkpoint)
     try:
         yield server
     finally:

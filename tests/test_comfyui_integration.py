@@ -161,8 +161,15 @@ def test_progressive_edit_graph_executes(comfyui_server, input_png, chain):
     srv = comfyui_server
     name, rgb, roi = input_png
     t0 = time.monotonic()
-    entry = srv.run(_mvg_graph(name, f"mvg_{chain}", chain=chain), timeout=300)
-    elapsed = time.monotonic() - t0
+    with srv.events() as events:
+        entry = srv.run(_mvg_graph(name, f"mvg_{chain}", chain=chain), timeout=300)
+        elapsed = time.monotonic() - t0
+        events.wait_for(lambda m: m.get("type") == "executing" and m["data"].get("node") is None
+                        and m["data"].get("prompt_id") == entry["prompt_id"], timeout=10)
+        progress = [d for d in events.of_type("progress", entry["prompt_id"]) if d.get("node") == "4"]
+    # the node reports progress (comfy.utils.ProgressBar): 2 rounds x ceil(0.5 * 4) model steps
+    assert progress, "MVG_ProgressiveEdit sent no progress messages"
+    assert progress[-1]["value"] == progress[-1]["max"] == 4, progress[-3:]
 
     frames = [_png(p) for p in srv.output_images(entry, "5")]
     keyframes = [_png(p) for p in srv.output_images(entry, "6")]
@@ -213,15 +220,23 @@ def test_cancel_interrupts_progressive_edit(comfyui_server, input_png):
     srv = comfyui_server
     # seed 1234 so that no earlier result is cached; 20 rounds x 10 model steps is >> 10 s on CPU
     graph = _mvg_graph(input_png[0], "cancel", rounds=20, steps=20, seed=1234, summary_node=False)
-    prompt_id = srv.post_prompt(graph)
-    srv.wait_running(prompt_id, timeout=60)
-    time.sleep(2.0)  # let it get past the loader and into the rounds
-    assert srv.history(prompt_id) is None, "the long run finished before it could be cancelled"
-
-    t0 = time.monotonic()
-    srv.interrupt()
-    entry = srv.wait_history(prompt_id, timeout=30)
-    latency = time.monotonic() - t0
+    with srv.events() as events:
+        prompt_id = srv.post_prompt(graph)
+        # cancel once the node is inside its rounds: after its 3rd model step (or stop at the prompt's end)
+        first = events.wait_for(
+            lambda m: m.get("data", {}).get("prompt_id") == prompt_id and (
+                (m.get("type") == "progress" and m["data"].get("node") == "4" and m["data"]["value"] >= 3)
+                or m.get("type") in ("execution_success", "execution_error", "execution_interrupted")),
+            timeout=120)
+        assert first["type"] == "progress", f"no progress from MVG_ProgressiveEdit before the run ended: {first}"
+        assert first["data"]["max"] == 200, first  # 20 rounds x ceil(0.5 * 20) steps
+        assert srv.history(prompt_id) is None, "the long run finished before it could be cancelled"
+        t0 = time.monotonic()
+        srv.interrupt()
+        entry = srv.wait_history(prompt_id, timeout=30)
+        latency = time.monotonic() - t0
+        done = max(d["value"] for d in events.of_type("progress", prompt_id) if d.get("node") == "4")
+    assert done < 200, "the run went on to the end"
 
     status, events = history_status(entry)
     assert status == "error", (status, events)
@@ -230,6 +245,7 @@ def test_cancel_interrupts_progressive_edit(comfyui_server, input_png):
     interrupted = dict(m for m in entry["status"]["messages"])["execution_interrupted"]
     assert interrupted["node_type"] == "MVG_ProgressiveEdit", interrupted
     assert latency < 5.0, f"Cancel took {latency:.1f} s to stop MVG_ProgressiveEdit"
+    print(f"\ncancel: stopped after {done}/200 steps, {latency:.2f} s after POST /interrupt")
     assert not srv.output_images(entry, "5"), "an interrupted run must not save frames"
 
     # the server is healthy afterwards: a short run succeeds
