@@ -13,11 +13,16 @@ from typing import Any
 from ..errors import MVGInputError
 
 DIRECTIONS = ("progression", "regression")
+CERTAINTIES = ("positive", "negated", "uncertain")
 
 
 @dataclass(frozen=True)
 class Finding:
-    """One observation extracted from a report (filled by ReportToPrompts)."""
+    """One observation extracted from a report (filled by ReportToPrompts).
+
+    ``evidence`` is the source sentence; ``extract_findings`` fills it, but a :class:`PromptPlan` keeps
+    only ``sentence`` (its index in the report), so that no report text travels with ``MVG_PROMPTS``.
+    """
 
     name: str
     certainty: str = "positive"  # positive / negated / uncertain
@@ -25,6 +30,20 @@ class Finding:
     location: str | None = None
     severity: str | None = None
     evidence: str = ""
+    sentence: int | None = None  # 0-based index of the source sentence in the report
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name.strip():
+            raise MVGInputError("MVG_PROMPTS: a finding has an empty name; give every finding a name.")
+        if self.certainty not in CERTAINTIES:
+            raise MVGInputError(
+                f"MVG_PROMPTS: finding {self.name!r} has certainty {self.certainty!r}; use one of {CERTAINTIES}."
+            )
+
+    def describe(self) -> str:
+        """``"Effusion (positive; right; large; lower lobe)"``."""
+        parts = [self.certainty] + [p for p in (self.laterality, self.severity, self.location) if p]
+        return f"{self.name} ({'; '.join(parts)})"
 
 
 @dataclass(frozen=True)
@@ -48,6 +67,10 @@ class Stage:
             raise MVGInputError(
                 f"MVG_PROMPTS: stage {self.label!r} has strength={self.strength!r}; use a value in (0, 1]."
             )
+        if self.severity is not None and not 0.0 <= float(self.severity) <= 1.0:
+            raise MVGInputError(
+                f"MVG_PROMPTS: stage {self.label!r} has severity={self.severity!r}; use a value in [0, 1]."
+            )
 
     @property
     def label(self) -> str:
@@ -56,7 +79,12 @@ class Stage:
 
 @dataclass(frozen=True)
 class PromptPlan:
-    """The ``MVG_PROMPTS`` value: ordered stages plus where they came from."""
+    """The ``MVG_PROMPTS`` value: ordered stages plus where they came from.
+
+    ``engine`` is ``"manual"``, ``"rules"`` or ``"llm:<model>"``. ``fallback_reason`` is set when the LLM
+    engine failed and the rule engine wrote the plan instead; ``de_novo`` when the user allowed the LLM to
+    stage a disease that the report does not mention, and it did.
+    """
 
     stages: tuple[Stage, ...]
     domain: str = "other"
@@ -65,6 +93,8 @@ class PromptPlan:
     findings: tuple[Finding, ...] = ()
     report_sha256: str | None = None
     notes: tuple[str, ...] = field(default=())
+    fallback_reason: str | None = None
+    de_novo: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "stages", tuple(self.stages))
@@ -106,6 +136,23 @@ class PromptPlan:
 
     def with_stages(self, stages: tuple[Stage, ...]) -> PromptPlan:
         return replace(self, stages=tuple(stages))
+
+    def describe(self) -> str:
+        """A readable plan: where it came from, the findings, then one line per stage."""
+        engine = self.engine + (f" (fallback: {self.fallback_reason})" if self.fallback_reason else "")
+        lines = [f"MVG_PROMPTS: {self.domain}, {self.direction}, engine {engine}"
+                 + (", DE-NOVO disease (not in the report)" if self.de_novo else "")]
+        if self.report_sha256:
+            lines.append(f"report sha256 {self.report_sha256[:16]}")
+        lines.append("findings: " + ("; ".join(f.describe() for f in self.findings) if self.findings else "none"))
+        lines.extend(f"note: {n}" for n in self.notes)
+        for i, s in enumerate(self.stages, start=1):
+            severity = "" if s.severity is None else f" [severity {s.severity:.2f}]"
+            roi = f" (ROI: {s.roi_hint})" if s.roi_hint else ""
+            negative = f" | {s.negative_prompt}" if s.negative_prompt else ""
+            name = f" ({s.name})" if s.name else ""
+            lines.append(f"stage {i}{name}{severity}: {s.prompt}{negative}{roi}")
+        return "\n".join(lines)
 
 
 _OPTIONS = re.compile(r"\{([^{}]*)\}\s*$")

@@ -1,0 +1,112 @@
+"""``plan()``: a clinical report -> ``MVG_PROMPTS``, by the rule engine or an OpenAI-compatible LLM."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import replace
+from pathlib import Path
+
+from ..errors import MVGInputError
+from .cache import PlanCache, cache_key
+from .llm import PROMPT_VERSION, LLMEngine, LLMError, LLMSettings
+from .rules import aggregate, mentions
+from .stages import Staged, build_stages, check_stage_args, resolve_template
+from .types import PromptPlan, Stage
+from .vocab import get_vocab
+from .vocab.cxr import CXR_LABELS
+
+log = logging.getLogger("mvg.prompts")
+
+ENGINES = ("rules", "openai-compatible")
+DOMAINS = ("chest_xray", "fundus", "skin", "other")
+MAX_REPORT_CHARS = 20_000
+
+
+def report_sha256(report: str) -> str:
+    return hashlib.sha256(report.strip().encode("utf-8")).hexdigest()
+
+
+def _check_report(report: object) -> str:
+    if not isinstance(report, str) or not report.strip():
+        raise MVGInputError("report: empty; paste the clinical report (findings and impression) into the report box.")
+    if len(report) > MAX_REPORT_CHARS:
+        raise MVGInputError(f"report: {len(report)} characters is more than {MAX_REPORT_CHARS}; paste only the "
+                            "findings and impression.")
+    return report
+
+
+def rules_plan(report: str, domain: str, stages: int = 3, direction: str = "progression",
+               caption_style: str = "mvg", template: str = "") -> PromptPlan:
+    """The offline rule engine: extract findings, then stage the positive ones. Never invents a finding."""
+    vocab = get_vocab(domain)
+    check_stage_args(stages, direction)
+    fmt = resolve_template(vocab, caption_style, template)
+    found = aggregate(mentions(_check_report(report), vocab))
+    # a plan never carries report text: keep the sentence index, drop the sentence
+    findings = tuple(replace(f, evidence="") for f, _ in found)
+    staged = [Staged(f, vocab.concept(f.name), s) for f, s in found if f.certainty == "positive"]
+    lesions = [s for s in staged if s.concept.kind != "feature"]
+    features = [s for s in staged if s.concept.kind == "feature"]
+    notes = []
+    hedged = [f.name for f in findings if f.certainty == "uncertain"]
+    if hedged:
+        notes.append(f"uncertain, not staged: {', '.join(hedged)}")
+    if lesions:
+        built = build_stages(lesions, features, vocab, stages, direction, fmt)
+    else:
+        notes.insert(0, "no positive finding in the report: every stage is the normal image (no disease was "
+                        "invented). Write stages with MVG Prompt List, or use the openai-compatible engine with "
+                        "allow_de_novo, to show a new disease.")
+        built = [Stage(prompt=vocab.normal, negative_prompt=vocab.negative, name="no findings", severity=0.0)]
+    return PromptPlan(stages=tuple(built), domain=domain, direction=direction, engine="rules", findings=findings,
+                      report_sha256=report_sha256(report), notes=tuple(notes))
+
+
+def plan(report: str, domain: str, stages: int = 3, direction: str = "progression", engine: str = "rules", *,
+         caption_style: str = "mvg", template: str = "", llm: LLMSettings | None = None, fallback: bool = True,
+         allow_de_novo: bool = False, cache_dir: str | Path | None = None) -> PromptPlan:
+    """A clinical report -> ``MVG_PROMPTS`` (:class:`PromptPlan`) of ``stages`` stages.
+
+    ``engine="rules"`` (offline, default) or ``"openai-compatible"`` (``llm`` settings; results are cached on
+    disk in ``cache_dir`` by report hash, endpoint, model and parameters). With ``fallback`` an LLM failure
+    gives the rule engine's plan, with ``fallback_reason`` set. The report text is never stored in the result.
+    """
+    _check_report(report)
+    if domain not in DOMAINS:
+        raise MVGInputError(f"domain: {domain!r} is not one of {', '.join(DOMAINS)}.")
+    if engine not in ENGINES:
+        raise MVGInputError(f"engine: {engine!r} is not one of {', '.join(ENGINES)}.")
+    check_stage_args(stages, direction)
+    if engine == "rules":
+        return rules_plan(report, domain, stages, direction, caption_style, template)
+
+    settings = llm or LLMSettings()
+    known = domain != "other"
+    if known:
+        vocab = get_vocab(domain)
+        example = resolve_template(vocab, caption_style, template).format(
+            findings=vocab.example_finding, modality=vocab.modality, stage="stage 2", severity="severe")
+    else:
+        example = "a medical image of the finding at a more advanced stage"
+    digest = report_sha256(report)
+    key = cache_key({"v": PROMPT_VERSION, "report_sha256": digest, "domain": domain, "stages": stages,
+                     "direction": direction, "example": example, "de_novo": allow_de_novo, **settings.cache_parts()})
+    cache = PlanCache(cache_dir)
+    cached = cache.get(key)
+    if cached is not None:
+        log.info("MVG ReportToPrompts: plan from the cache (%s)", key[:12])
+        return cached
+    try:
+        result = LLMEngine(settings).plan(
+            report, domain=domain, stages=stages, direction=direction, example=example,
+            labels=CXR_LABELS if domain == "chest_xray" else (), allow_de_novo=allow_de_novo, report_sha256=digest)
+    except LLMError as exc:
+        if not fallback or not known:
+            raise
+        log.warning("MVG ReportToPrompts: LLM engine failed (%s); falling back to the rule engine", exc.kind)
+        ruled = rules_plan(report, domain, stages, direction, caption_style, template)
+        return replace(ruled, fallback_reason=f"{exc.kind}: {exc}",
+                       notes=ruled.notes + (f"the LLM engine failed ({exc.kind}); this plan is the rule engine's",))
+    cache.put(key, result)
+    return result
