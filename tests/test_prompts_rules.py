@@ -77,6 +77,14 @@ def test_fundus_grades_edema_glaucoma_amd():
     assert by_name("No diabetic retinopathy.", "fundus")["Diabetic retinopathy"].certainty == "negated"
 
 
+def test_fundus_normal_cup_to_disc_ratio_is_not_glaucoma():
+    found = by_name("Mild nonproliferative diabetic retinopathy. Cup-to-disc ratio 0.3 OU.", "fundus")
+    assert found["Glaucoma"].certainty == "negated"
+    stages = plan("Mild nonproliferative diabetic retinopathy. Cup-to-disc ratio 0.3.", "fundus", stages=2).stages
+    assert not any("cup" in s.prompt for s in stages)
+    assert by_name("C/D ratio of 0.7, glaucomatous cupping.", "fundus")["Glaucoma"].certainty == "positive"
+
+
 def test_fundus_grade_order_drives_severity():
     def first(text):
         return plan(text, "fundus", stages=1, direction="regression").findings[0].severity

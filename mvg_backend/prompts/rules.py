@@ -55,9 +55,12 @@ def mentions(report: str, vocab: DomainVocab) -> list[Mention]:
                 if any(a <= m.start() < b or a < m.end() <= b for a, b in excluded):
                     continue
                 word, value = _grade(concept, norm, m.start(), m.end())
+                certainty = assertion(norm, m.start(), m.end())
+                if value is not None and value < 0:  # a normal measurement, e.g. "cup-to-disc ratio 0.3"
+                    certainty, value = "negated", 0.0
                 loc = vocab.location_re.search(_window(norm, m.start(), m.end()))
                 out.append(Mention(
-                    concept, sent, assertion(norm, m.start(), m.end()), laterality_near(norm, m.start(), m.end()),
+                    concept, sent, certainty, laterality_near(norm, m.start(), m.end()),
                     loc.group(0) if loc else None, word, concept.default_severity if value is None else value))
     return out
 

@@ -25,7 +25,8 @@ class Concept:
 
     ``phrases`` may use ``{side}`` (``"right "`` or empty) and ``{loc}`` (``"lower lobe "`` or empty).
     ``grades`` map a phrase near the mention to a severity (e.g. "proliferative" -> 0.95) before generic
-    severity words are read. ``kind="feature"`` marks an attribute (skin ABCD) that is appended to the
+    severity words are read; a negative grade marks a normal measurement (a cup-to-disc ratio of 0.3), and
+    such a mention counts as negated. ``kind="feature"`` marks an attribute (skin ABCD) that is appended to the
     lesion's caption ("with irregular borders") instead of being staged on its own.
     """
 

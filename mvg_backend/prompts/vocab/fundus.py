@@ -40,7 +40,7 @@ CONCEPTS = (
                     (r"(?:ratio|c/d|cdr)(?: of| is| was| =|:)? ?0?\.7\d*", 0.6),
                     (r"(?:ratio|c/d|cdr)(?: of| is| was| =|:)? ?0?\.6\d*", 0.45),
                     (r"(?:ratio|c/d|cdr)(?: of| is| was| =|:)? ?0?\.5\d*", 0.3),
-                    (r"(?:ratio|c/d|cdr)(?: of| is| was| =|:)? ?0?\.[0-4]\d*", 0.0))),
+                    (r"(?:ratio|c/d|cdr)(?: of| is| was| =|:)? ?0?\.[0-4]\d*", -1.0))),  # normal cupping
     Concept("Age-related macular degeneration",
             r"\bage[- ]related macular degeneration\b|\bar?md\b|\bmacular degeneration\b|\bdrusen\b|"
             r"\bgeographic atrophy\b|\bchoroidal neovasculari[sz]ation\b|\bcnv\b",
