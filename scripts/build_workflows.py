@@ -17,7 +17,7 @@ OUT = Path(__file__).resolve().parent.parent / "workflows"
 NODE_SPECS = {
     "CheckpointLoaderSimple": ([], [("MODEL", "MODEL"), ("CLIP", "CLIP"), ("VAE", "VAE")], (320, 100)),
     "LoadImage": ([], [("IMAGE", "IMAGE"), ("MASK", "MASK")], (320, 330)),
-    "MVG_PromptList": ([], [("prompts", "MVG_PROMPTS")], (420, 220)),
+    "MVG_ReportToPrompts": ([], [("prompts", "MVG_PROMPTS"), ("plan", "STRING")], (420, 520)),
     "MVG_ProgressiveEdit": (
         [("model", "MODEL"), ("clip", "CLIP"), ("vae", "VAE"), ("image", "IMAGE"), ("mask", "MASK"),
          ("prompts", "MVG_PROMPTS")],
@@ -33,26 +33,20 @@ DOMAINS = {
     "chest_xray": dict(
         title="MVG chest X-ray: progressive editing of the lung fields",
         image="mvg_chest_xray.png",
-        prompts="a chest x-ray with a small right pleural effusion\n"
-                "a chest x-ray with a moderate right pleural effusion\n"
-                "a chest x-ray with a large right pleural effusion",
-        negative="text, letters, markers, blurry",
+        report="FINDINGS: Small right pleural effusion blunting the right costophrenic angle. No pneumothorax. "
+               "Heart size is normal.\nIMPRESSION: Small right pleural effusion.",
     ),
     "fundus": dict(
         title="MVG fundus: diabetic retinopathy progression",
         image="mvg_fundus.png",
-        prompts="a fundus photograph with mild non-proliferative diabetic retinopathy\n"
-                "a fundus photograph with moderate non-proliferative diabetic retinopathy\n"
-                "a fundus photograph with severe non-proliferative diabetic retinopathy",
-        negative="blurry, overexposed",
+        report="Mild non-proliferative diabetic retinopathy with scattered microaneurysms. No macular edema. "
+               "Cup-to-disc ratio 0.3.",
     ),
     "skin": dict(
         title="MVG skin: lesion progression",
         image="mvg_skin.png",
-        prompts="a dermoscopy image of a benign melanocytic nevus\n"
-                "a dermoscopy image of an atypical nevus with irregular borders\n"
-                "a dermoscopy image of a melanoma with asymmetry and multiple colours",
-        negative="hair, ruler, text, blurry",
+        report="Dermoscopy of a 6 mm pigmented lesion on the back: slightly asymmetric with irregular borders "
+               "and two shades of brown. Impression: atypical nevus.",
     ),
 }
 
@@ -62,7 +56,9 @@ def build(domain: str, spec: dict) -> dict:
     layout = [
         (1, "CheckpointLoaderSimple", (40, 80), ["v1-5-pruned-emaonly.safetensors"]),
         (2, "LoadImage", (40, 240), [spec["image"], "image"]),
-        (3, "MVG_PromptList", (40, 620), [spec["prompts"], spec["negative"]]),
+        (3, "MVG_ReportToPrompts", (40, 620),
+         [spec["report"], domain, 3, "progression", "rules", "gpt-4o-mini", "https://api.openai.com/v1",
+          "OPENAI_API_KEY", 0.2, 0, True, "mvg", "", False, False]),
         (4, "MVG_ProgressiveEdit", (500, 80),
          [10, 0.5, 50, 7.5, "ddim", "ddim_uniform", 0.01, 0.75, 0, "fixed", "latent", True]),
         (5, "PreviewImage", (900, 80), []),
@@ -70,10 +66,12 @@ def build(domain: str, spec: dict) -> dict:
         (7, "PreviewAny", (500, 560), []),
         (8, "CreateVideo", (1360, 80), [4.0]),
         (9, "SaveVideo", (1360, 220), [f"MVG/{domain}_progression", "auto", "auto"]),
+        (10, "PreviewAny", (500, 860), []),
     ]
     # (from node, from slot, to node, to slot)
     edges = [(1, 0, 4, 0), (1, 1, 4, 1), (1, 2, 4, 2), (2, 0, 4, 3), (2, 1, 4, 4), (3, 0, 4, 5),
-             (4, 0, 5, 0), (4, 1, 6, 0), (4, 2, 7, 0), (4, 0, 8, 0), (8, 0, 9, 0)]
+             (4, 0, 5, 0), (4, 1, 6, 0), (4, 2, 7, 0), (4, 0, 8, 0), (8, 0, 9, 0),
+             (3, 1, 10, 0)]
     nodes = {}
     for order, (node_id, node_type, pos, widgets) in enumerate(layout):
         inputs, outputs, size = NODE_SPECS[node_type]
@@ -92,6 +90,9 @@ def build(domain: str, spec: dict) -> dict:
         nodes[dst]["inputs"][dst_slot]["link"] = link_id
         links.append([link_id, src, src_slot, dst, dst_slot, link_type])
     nodes[2]["title"] = "Load Image (paint the region of interest in the mask editor)"
+    nodes[3]["title"] = "Report to Prompts (paste the report; it is kept out of saved files)"
+    nodes[7]["title"] = "PIE summary"
+    nodes[10]["title"] = "Stage plan"
     return {
         "last_node_id": max(nodes), "last_link_id": len(links), "nodes": list(nodes.values()), "links": links,
         "groups": [], "config": {}, "extra": {"info": {"title": spec["title"]}}, "version": 0.4,

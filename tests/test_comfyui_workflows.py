@@ -54,6 +54,7 @@ def test_shipped_workflow_converts_validates_and_runs(comfyui_server, object_inf
 
     api = to_api(comfyui_server, workflow, object_info_file, tmp_path)
     by_type = {node["class_type"]: (node_id, node) for node_id, node in api.items()}
+    previews = [node_id for node_id, node in api.items() if node["class_type"] == "PreviewAny"]
     edit_id, edit = by_type["MVG_ProgressiveEdit"]
     ui = json.loads(workflow.read_text())
     ui_edit = next(n for n in ui["nodes"] if n["type"] == "MVG_ProgressiveEdit")
@@ -61,7 +62,8 @@ def test_shipped_workflow_converts_validates_and_runs(comfyui_server, object_inf
     assert {k: edit["inputs"][k] for k in ("rounds", "strength", "steps", "cfg", "beta1", "beta2", "seed", "chain")} \
         == dict(rounds=10, strength=0.5, steps=50, cfg=7.5, beta1=0.01, beta2=0.75, seed=0, chain="latent")
     assert ui_edit["widgets_values"][4:6] == [edit["inputs"]["sampler_name"], edit["inputs"]["scheduler"]]
-    assert by_type["MVG_PromptList"][1]["inputs"]["text"].count("\n") == 2
+    report = by_type["MVG_ReportToPrompts"][1]["inputs"]
+    assert report["domain"] == workflow.stem.removeprefix("mvg_") and report["engine"] == "rules"
 
     rgba = np.zeros((64, 64, 4), np.uint8)
     rgba[..., :3] = np.linspace(40, 220, 64, dtype=np.uint8)[None, :, None]
@@ -79,5 +81,5 @@ def test_shipped_workflow_converts_validates_and_runs(comfyui_server, object_inf
     assert len(keyframes) == 4  # original + one per stage
     videos = list(comfyui_server.output_dir.rglob(f"{workflow.stem.removeprefix('mvg_')}_progression*.mp4"))
     assert len(videos) == 1 and videos[0].stat().st_size > 0
-    preview = entry["outputs"][by_type["PreviewAny"][0]]
-    assert "PIE: 3 stage(s), 3 round(s)" in json.dumps(preview)
+    shown = json.dumps([entry["outputs"][p] for p in previews])
+    assert "PIE: 3 stage(s), 3 round(s)" in shown and "engine rules" in shown
