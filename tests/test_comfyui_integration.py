@@ -22,6 +22,9 @@ SIZE = 64
 ROI = (slice(16, 48), slice(12, 40))  # rows, cols of the region the tests let PIE edit
 PROMPTS = "a chest x-ray with a small right pleural effusion\na chest x-ray with a large right pleural effusion"
 
+# errors that tests (in any file, sharing one server) provoke on purpose; any other pack traceback fails
+PROVOKED_ERRORS = ("InterruptProcessingException", "chain='sideways'", "image is constant", "paste the report")
+
 PROGRESSIVE_EDIT_INPUTS = {
     "model": "MODEL", "clip": "CLIP", "vae": "VAE", "image": "IMAGE", "mask": "MASK", "prompts": "MVG_PROMPTS",
     "rounds": "INT", "strength": "FLOAT", "steps": "INT", "cfg": "FLOAT", "sampler_name": "COMBO",
@@ -107,7 +110,8 @@ def test_pack_imports_cleanly(comfyui_server):
     for bad in ("Error while calling comfy_entrypoint", "Skip " + str(srv.custom_nodes_dir / srv.pack_name),
                 "Cannot import " + str(srv.custom_nodes_dir / srv.pack_name)):
         assert bad not in log, srv.log_tail()
-    assert srv.pack_tracebacks() == [], "\n\n".join(srv.pack_tracebacks())
+    tbs = [t for t in srv.pack_tracebacks() if not any(e in t for e in PROVOKED_ERRORS)]
+    assert tbs == [], "\n\n".join(tbs)
 
 
 def test_object_info_lists_the_nodes(comfyui_server):
@@ -259,8 +263,7 @@ def test_no_pack_tracebacks_after_runs(comfyui_server):
     """Runs above must not have logged tracebacks from the pack (e.g. swallowed errors)."""
     tbs = comfyui_server.pack_tracebacks()
     # provoked on purpose above: the interrupt, and the bad combo value
-    expected = ("InterruptProcessingException", "chain='sideways'")
-    tbs = [t for t in tbs if not any(e in t for e in expected)]
+    tbs = [t for t in tbs if not any(e in t for e in PROVOKED_ERRORS)]
     assert tbs == [], "\n\n".join(tbs)
     if not comfyui_server.is_running():
         raise ComfyUIError("server died\n" + comfyui_server.log_tail())

@@ -11,13 +11,19 @@ import cv2
 import numpy as np
 
 from ..errors import MVGInputError
+from .dicom import is_dicom, read_dicom
 
 
 def read_image(path: str | Path) -> np.ndarray:
-    """An image file as ``[H,W]`` or ``[H,W,3|4]`` RGB(A), keeping its bit depth (uint8/uint16)."""
+    """An image file as ``[H,W]`` or ``[H,W,3|4]`` RGB(A), keeping its bit depth (uint8/uint16).
+
+    DICOM files are read with :func:`read_dicom` (float 0..1, windowed, MONOCHROME1 inverted).
+    """
     p = Path(path)
     if not p.is_file():
         raise MVGInputError(f"image file {str(p)!r} does not exist.")
+    if is_dicom(p):
+        return read_dicom(p)
     data = cv2.imread(str(p), cv2.IMREAD_UNCHANGED)
     if data is None:
         raise MVGInputError(f"{p.name!r} could not be read as an image (PNG, JPEG, TIFF, BMP, WebP...).")

@@ -1,0 +1,175 @@
+"""``segment()``: one entry point over every domain, region, hint, user mask and post-processing step."""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+import numpy as np
+
+from ..errors import MVGInputError
+from . import generic
+from .chest import lung_fields
+from .fundus import EYES, analyse_fundus
+from .hints import hint_mask
+from .postprocess import postprocess
+from .prep import as_roi_image
+from .skin import analyse_skin
+from .types import Analysis, ROIResult
+
+REGIONS_BY_DOMAIN: dict[str, tuple[str, ...]] = {
+    "chest_xray": ("lungs", "left_lung", "right_lung"),
+    "fundus": ("retina", "fov", "optic_disc", "macula"),
+    "skin": ("lesion",),
+    "other": (),
+}
+GENERIC_REGIONS = ("full", "rectangle")
+DOMAINS = tuple(REGIONS_BY_DOMAIN)
+REGIONS = tuple(dict.fromkeys(r for rs in REGIONS_BY_DOMAIN.values() for r in rs)) + GENERIC_REGIONS
+DEFAULT_REGION = {"chest_xray": "lungs", "fundus": "retina", "skin": "lesion", "other": "full"}
+DEFAULT_RECT = "0.25, 0.25, 0.75, 0.75"
+
+
+def resolve_region(domain: str, region: str) -> str:
+    """Validate ``domain``/``region``; ``"auto"`` becomes the domain's default region."""
+    if domain not in REGIONS_BY_DOMAIN:
+        raise MVGInputError(f"domain={domain!r}: use one of {', '.join(DOMAINS)}.")
+    if region == "auto":
+        return DEFAULT_REGION[domain]
+    allowed = REGIONS_BY_DOMAIN[domain] + GENERIC_REGIONS
+    if region not in allowed:
+        owner = next((d for d, rs in REGIONS_BY_DOMAIN.items() if region in rs), None)
+        extra = f" ('{region}' belongs to domain '{owner}')" if owner else ""
+        raise MVGInputError(f"region={region!r} is not available for domain '{domain}'{extra}; "
+                            f"use one of: auto, {', '.join(allowed)}.")
+    return region
+
+
+def _analyse(rgb: np.ndarray, domain: str, eye: str) -> Analysis:
+    if domain == "chest_xray":
+        return lung_fields(rgb)
+    if domain == "fundus":
+        return analyse_fundus(rgb, eye=eye)
+    return analyse_skin(rgb)
+
+
+def _as_array(value: Any) -> np.ndarray:
+    if hasattr(value, "detach"):  # a torch tensor, without importing torch
+        return value.detach().cpu().float().numpy()
+    return np.asarray(value)
+
+
+def _hints(hint: str | Iterable[str] | None) -> list[str]:
+    if hint is None:
+        return []
+    items = [hint] if isinstance(hint, str) else list(hint)
+    return list(dict.fromkeys(h.strip() for h in items if h and h.strip()))
+
+
+def _narrow(mask: np.ndarray, hints: list[str], domain: str, analysis: Analysis | None, notes: list[str],
+            warnings: list[str]) -> np.ndarray:
+    """The mask narrowed to the union of the places the hints name (unchanged if none, or if empty)."""
+    places = [(h, hint_mask(h, domain, analysis, mask.shape)) for h in hints]
+    unknown = [h for h, m in places if m is None]
+    if unknown:
+        warnings.append(f"region hint {', '.join(map(repr, unknown))} names no place known for {domain}; ignored.")
+    known = [m for _, m in places if m is not None]
+    if not known:
+        return mask
+    narrowed = mask * np.logical_or.reduce(known)
+    label = ", ".join(repr(h) for h, m in places if m is not None)
+    if not (narrowed >= 0.5).any():
+        warnings.append(f"region hint {label} would leave the mask empty; not applied.")
+        return mask
+    notes.append(f"region hint {label} narrowed the mask.")
+    return narrowed.astype(np.float32)
+
+
+def _with_user_mask(mask: np.ndarray | None, user_mask: Any, combine: str, region: str, size: tuple[int, int],
+                    notes: list[str], warnings: list[str]) -> np.ndarray:
+    """The user mask (resized to ``size``) replacing, united with or intersected with the mask."""
+    combined, user_notes = generic.combine(mask, user_mask, combine, size)
+    notes.extend(user_notes)
+    if mask is not None and combine == "intersect" and not (combined >= 0.5).any():
+        warnings.append("intersecting with the user mask would leave the mask empty; the automatic mask is kept.")
+        return mask
+    notes.append("user mask used as the region (combine=replace)." if combine == "replace"
+                 else f"user mask combined with the automatic {region} ({combine}).")
+    return combined
+
+
+def segment_detailed(image: Any, domain: str, region: str = "auto", *, hint: str | Iterable[str] | None = None,
+                     user_mask: Any = None, combine: str = "replace", rect: Any = DEFAULT_RECT,
+                     eye: str = "auto", dilate: int = 0, feather: float = 0.0, fill_holes: bool = False,
+                     keep_largest: int = 0) -> ROIResult:
+    """:func:`segment` plus what happened: notes, warnings, fallbacks and the domain analysis.
+
+    Order: automatic region → hint narrowing → user mask (replace/union/intersect) → post-processing.
+    A step that would leave the mask empty is skipped, with a warning.
+    """
+    region = resolve_region(domain, region)
+    if eye not in EYES:
+        raise MVGInputError(f"eye={eye!r}: use one of {', '.join(EYES)}.")
+    if combine not in generic.COMBINE_MODES:
+        raise MVGInputError(f"combine={combine!r}: use one of {', '.join(generic.COMBINE_MODES)}.")
+    if user_mask is not None and not np.asarray(_as_array(user_mask)).any():
+        user_mask = None
+        empty_user = True
+    else:
+        empty_user = False
+    replace = user_mask is not None and combine == "replace"
+    automatic = region not in GENERIC_REGIONS and not replace
+    rgb, notes = as_roi_image(image, need_content=automatic)
+    size = rgb.shape[:2]
+    warnings: list[str] = []
+    if empty_user:
+        notes.append("the user mask is empty (nothing painted); it is ignored.")
+    analysis: Analysis | None = None
+    fallback = False
+
+    if replace:
+        mask = None
+    elif region == "full":
+        mask = generic.full(size)
+    elif region == "rectangle":
+        mask = generic.rectangle(size, rect)
+    else:
+        analysis = _analyse(rgb, domain, eye)
+        mask = analysis.parts[region]
+        notes.extend(analysis.notes)
+        if region in analysis.fallbacks:
+            fallback = True
+            warnings.append(f"automatic {region} failed; fell back as noted above.")
+
+    hints = _hints(hint)
+    if hints and mask is None:
+        notes.append("region hint not used: the user mask replaces the automatic region.")
+    elif hints:
+        if analysis is None and domain in ("chest_xray", "fundus"):
+            analysis = _analyse(rgb, domain, eye)
+        mask = _narrow(mask, hints, domain, analysis, notes, warnings)
+    if user_mask is not None:
+        mask = _with_user_mask(mask, user_mask, combine, region, size, notes, warnings)
+
+    processed = postprocess(mask, dilate=dilate, feather=feather, fill_holes=fill_holes, keep_largest=keep_largest)
+    if (processed >= 0.5).any() or not (mask >= 0.5).any():
+        mask = processed
+    else:
+        warnings.append(f"post-processing (dilate={dilate}) would leave the mask empty; skipped.")
+    if not (mask > 0).any():
+        warnings.append("the mask is EMPTY: nothing will be edited. Draw a mask or pick another region.")
+    return ROIResult(mask=mask.astype(np.float32), domain=domain, region=region, notes=notes,
+                     warnings=warnings, fallback=fallback, analysis=analysis)
+
+
+def segment(image: Any, domain: str, region: str = "auto", **options: Any) -> np.ndarray:
+    """Region-of-interest mask: float32 ``[H,W]`` in 0..1 at the input's size.
+
+    ``image``: uint8/uint16/float (0..1) array ``[H,W]`` or ``[H,W,3]`` (RGBA and ``[1,H,W,C]`` accepted).
+    ``domain``: ``chest_xray``, ``fundus``, ``skin`` or ``other``. ``region``: ``lungs``, ``left_lung``,
+    ``right_lung`` (the patient's sides), ``fov``, ``optic_disc``, ``macula``, ``retina`` (FOV without the
+    disc), ``lesion``, ``full``, ``rectangle`` or ``auto`` (the domain's default).
+    ``options``: ``hint`` (words or a list, e.g. "right lower lung"), ``user_mask`` + ``combine``
+    (replace/union/intersect), ``rect`` ("left, top, right, bottom" fractions), ``eye`` (auto/left/right),
+    ``dilate`` (px; negative erodes), ``feather`` (px), ``fill_holes``, ``keep_largest`` (0 = all).
+    """
+    return segment_detailed(image, domain, region, **options).mask
