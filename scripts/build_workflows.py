@@ -17,6 +17,8 @@ OUT = Path(__file__).resolve().parent.parent / "workflows"
 NODE_SPECS = {
     "CheckpointLoaderSimple": ([], [("MODEL", "MODEL"), ("CLIP", "CLIP"), ("VAE", "VAE")], (320, 100)),
     "LoadImage": ([], [("IMAGE", "IMAGE"), ("MASK", "MASK")], (320, 330)),
+    "MVG_ROIMask": ([("image", "IMAGE"), ("mask", "MASK"), ("prompts", "MVG_PROMPTS")],
+                    [("mask", "MASK"), ("overlay", "IMAGE"), ("summary", "STRING")], (340, 360)),
     "MVG_ReportToPrompts": ([], [("prompts", "MVG_PROMPTS"), ("plan", "STRING")], (420, 520)),
     "MVG_ProgressiveEdit": (
         [("model", "MODEL"), ("clip", "CLIP"), ("vae", "VAE"), ("image", "IMAGE"), ("mask", "MASK"),
@@ -33,18 +35,21 @@ DOMAINS = {
     "chest_xray": dict(
         title="MVG chest X-ray: progressive editing of the lung fields",
         image="mvg_chest_xray.png",
+        roi=["chest_xray", "auto", 8, 8.0, "union", False, 2, "auto", "0.25, 0.25, 0.75, 0.75"],
         report="FINDINGS: Small right pleural effusion blunting the right costophrenic angle. No pneumothorax. "
                "Heart size is normal.\nIMPRESSION: Small right pleural effusion.",
     ),
     "fundus": dict(
         title="MVG fundus: diabetic retinopathy progression",
         image="mvg_fundus.png",
+        roi=["fundus", "auto", 0, 6.0, "union", False, 0, "auto", "0.25, 0.25, 0.75, 0.75"],
         report="Mild non-proliferative diabetic retinopathy with scattered microaneurysms. No macular edema. "
                "Cup-to-disc ratio 0.3.",
     ),
     "skin": dict(
         title="MVG skin: lesion progression",
         image="mvg_skin.png",
+        roi=["skin", "auto", 12, 8.0, "union", True, 1, "auto", "0.25, 0.25, 0.75, 0.75"],
         report="Dermoscopy of a 6 mm pigmented lesion on the back: slightly asymmetric with irregular borders "
                "and two shades of brown. Impression: atypical nevus.",
     ),
@@ -67,9 +72,13 @@ def build(domain: str, spec: dict) -> dict:
         (8, "CreateVideo", (1360, 80), [4.0]),
         (9, "SaveVideo", (1360, 220), [f"MVG/{domain}_progression", "auto", "auto"]),
         (10, "PreviewAny", (500, 860), []),
+        (11, "MVG_ROIMask", (500, 1160), spec["roi"]),
+        (12, "PreviewImage", (900, 760), []),
+        (13, "PreviewAny", (900, 1100), []),
     ]
     # (from node, from slot, to node, to slot)
-    edges = [(1, 0, 4, 0), (1, 1, 4, 1), (1, 2, 4, 2), (2, 0, 4, 3), (2, 1, 4, 4), (3, 0, 4, 5),
+    edges = [(1, 0, 4, 0), (1, 1, 4, 1), (1, 2, 4, 2), (2, 0, 4, 3), (11, 0, 4, 4), (3, 0, 4, 5),
+             (2, 0, 11, 0), (2, 1, 11, 1), (3, 0, 11, 2), (11, 1, 12, 0), (11, 2, 13, 0),
              (4, 0, 5, 0), (4, 1, 6, 0), (4, 2, 7, 0), (4, 0, 8, 0), (8, 0, 9, 0),
              (3, 1, 10, 0)]
     nodes = {}
@@ -89,7 +98,10 @@ def build(domain: str, spec: dict) -> dict:
         nodes[src]["outputs"][src_slot]["links"].append(link_id)
         nodes[dst]["inputs"][dst_slot]["link"] = link_id
         links.append([link_id, src, src_slot, dst, dst_slot, link_type])
-    nodes[2]["title"] = "Load Image (paint the region of interest in the mask editor)"
+    nodes[2]["title"] = "Load Image (optional: paint extra region in the mask editor)"
+    nodes[11]["title"] = "ROI mask (automatic; your painted mask is added)"
+    nodes[12]["title"] = "ROI overlay"
+    nodes[13]["title"] = "ROI summary"
     nodes[3]["title"] = "Report to Prompts (paste the report; it is kept out of saved files)"
     nodes[7]["title"] = "PIE summary"
     nodes[10]["title"] = "Stage plan"

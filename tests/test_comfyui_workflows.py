@@ -68,7 +68,7 @@ def test_shipped_workflow_converts_validates_and_runs(comfyui_server, object_inf
     rgba = np.zeros((64, 64, 4), np.uint8)
     rgba[..., :3] = np.linspace(40, 220, 64, dtype=np.uint8)[None, :, None]
     rgba[..., 3] = 255
-    rgba[16:48, 16:48, 3] = 0  # the painted region of interest
+    rgba[16:48, 16:48, 3] = 0  # a painted region, added to the automatic ROI
     name = f"{workflow.stem}_input.png"
     Image.fromarray(rgba, "RGBA").save(comfyui_server.input_dir / name)
     by_type["CheckpointLoaderSimple"][1]["inputs"]["ckpt_name"] = CKPT
@@ -82,4 +82,8 @@ def test_shipped_workflow_converts_validates_and_runs(comfyui_server, object_inf
     videos = list(comfyui_server.output_dir.rglob(f"{workflow.stem.removeprefix('mvg_')}_progression*.mp4"))
     assert len(videos) == 1 and videos[0].stat().st_size > 0
     shown = json.dumps([entry["outputs"][p] for p in previews])
-    assert "PIE: 3 stage(s), 3 round(s)" in shown and "engine rules" in shown
+    assert "PIE: 3 stage(s), 3 round(s)" in shown, shown
+    assert "engine rules" in shown, shown
+    assert "MVG ROIMask: domain" in shown, shown
+    roi = by_type["MVG_ROIMask"][1]["inputs"]
+    assert roi["domain"] == report["domain"] and edit["inputs"]["mask"] == [by_type["MVG_ROIMask"][0], 0]
