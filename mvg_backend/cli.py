@@ -15,11 +15,8 @@ from .errors import MVGInputError, MVGRuntimeError
 from .io import as_mask, as_rgb_image
 from .io.files import OutputDir, read_image, to_uint8, write_png
 
-DEMO_PROMPTS = (
-    "a fundus photograph with mild non-proliferative diabetic retinopathy, a few microaneurysms",
-    "a fundus photograph with moderate non-proliferative diabetic retinopathy, dot and blot haemorrhages",
-    "a fundus photograph with severe diabetic retinopathy, haemorrhages and hard exudates",
-)
+DEMO_REPORT = ("Mild non-proliferative diabetic retinopathy with scattered microaneurysms at the posterior pole. "
+               "No macular edema.")
 DTYPES = ("fp32", "fp16", "bf16")
 
 
@@ -53,7 +50,8 @@ def _add_pie_args(p: argparse.ArgumentParser, *, rounds: int, steps: int) -> Non
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m mvg_backend", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="progressive editing of a shipped fundus photo (skimage retina, CC0)")
+    demo = sub.add_parser("demo", help="report -> stage prompts -> retina ROI -> progressive editing of a shipped "
+                                       "fundus photo (skimage retina, CC0)")
     demo.add_argument("--size", type=int, default=256, help="working size in pixels (square)")
     _add_model_args(demo)
     _add_pie_args(demo, rounds=6, steps=20)
@@ -86,13 +84,18 @@ def _load_backend(args: argparse.Namespace) -> tuple[Any, str]:
     return random_tiny_backend(seed=args.seed), NOTE
 
 
-def _demo_inputs(size: int) -> tuple[np.ndarray, np.ndarray]:
+def _demo_inputs(size: int) -> tuple[np.ndarray, np.ndarray, Any]:
+    """The CC0 scikit-image fundus photo, its stage plan from a sample report, and its automatic retina ROI."""
     from skimage import data
 
+    from .prompts import plan
+    from .roi import segment
+
     image = cv2.resize(data.retina(), (size, size), interpolation=cv2.INTER_AREA)
-    yy, xx = np.mgrid[0:size, 0:size]
-    mask = (((yy - size / 2) ** 2 + (xx - size / 2) ** 2) <= (0.3 * size) ** 2).astype(np.float32)
-    return image, cv2.GaussianBlur(mask, (0, 0), size / 128)
+    stages = plan(DEMO_REPORT, "fundus", stages=3)
+    hints = [s.roi_hint for s in stages.stages if s.roi_hint]
+    mask = segment(image, "fundus", "retina", hint=hints or None, feather=size / 64)
+    return image, mask, stages
 
 
 def contact_sheet(frames: np.ndarray, labels: Sequence[str], columns: int = 6) -> np.ndarray:
@@ -128,15 +131,14 @@ def _write_outputs(out: Path, result: Any, mask: np.ndarray, provenance: dict) -
 
 def run(args: argparse.Namespace) -> int:
     from .pie import progressive_edit
-    from .prompts import PromptPlan, parse_prompt_lines
+    from .prompts import parse_prompt_lines
     from .provenance import pie_provenance
 
     with OutputDir(args.out, overwrite=args.overwrite) as out:
         if args.command == "demo":
-            image, mask = _demo_inputs(args.size)
+            image, mask, plan = _demo_inputs(args.size)
             write_png(out / "input.png", as_rgb_image(image)[0])
             inputs = {"image": out / "input.png"}
-            plan = PromptPlan.coerce(list(DEMO_PROMPTS))
         else:
             image = read_image(args.image)
             mask = None if args.mask is None else read_image(args.mask)
