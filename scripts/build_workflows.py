@@ -24,6 +24,9 @@ NODE_SPECS = {
         [("model", "MODEL"), ("clip", "CLIP"), ("vae", "VAE"), ("image", "IMAGE"), ("mask", "MASK"),
          ("prompts", "MVG_PROMPTS")],
         [("frames", "IMAGE"), ("keyframes", "IMAGE"), ("summary", "STRING")], (340, 420)),
+    "MVG_SEINETransition": ([("keyframes", "IMAGE"), ("vae", "VAE"), ("clip", "CLIP"),
+                             ("seine_model", "MVG_SEINE_MODEL")],
+                            [("frames", "IMAGE"), ("summary", "STRING")], (340, 400)),
     "PreviewImage": ([("images", "IMAGE")], [], (420, 300)),
     "SaveImage": ([("images", "IMAGE")], [], (420, 300)),
     "PreviewAny": ([("source", "*")], [], (420, 260)),
@@ -69,17 +72,21 @@ def build(domain: str, spec: dict) -> dict:
         (5, "PreviewImage", (900, 80), []),
         (6, "SaveImage", (900, 420), [f"MVG/{domain}_keyframes"]),
         (7, "PreviewAny", (500, 560), []),
-        (8, "CreateVideo", (1360, 80), [4.0]),
+        (8, "CreateVideo", (1360, 80), [8.0]),
         (9, "SaveVideo", (1360, 220), [f"MVG/{domain}_progression", "auto", "auto"]),
         (10, "PreviewAny", (500, 860), []),
         (11, "MVG_ROIMask", (500, 1160), spec["roi"]),
         (12, "PreviewImage", (900, 760), []),
         (13, "PreviewAny", (900, 1100), []),
+        (14, "MVG_SEINETransition", (1360, 600),
+         [16, 250, 8.0, "ddpm", 0, "fixed", "smooth transition", "seine"]),
+        (15, "PreviewAny", (1360, 1060), []),
     ]
     # (from node, from slot, to node, to slot)
     edges = [(1, 0, 4, 0), (1, 1, 4, 1), (1, 2, 4, 2), (2, 0, 4, 3), (11, 0, 4, 4), (3, 0, 4, 5),
              (2, 0, 11, 0), (2, 1, 11, 1), (3, 0, 11, 2), (11, 1, 12, 0), (11, 2, 13, 0),
-             (4, 0, 5, 0), (4, 1, 6, 0), (4, 2, 7, 0), (4, 0, 8, 0), (8, 0, 9, 0),
+             (4, 0, 5, 0), (4, 1, 6, 0), (4, 2, 7, 0), (14, 0, 8, 0), (8, 0, 9, 0),
+             (4, 1, 14, 0), (1, 2, 14, 1), (1, 1, 14, 2), (14, 1, 15, 0),
              (3, 1, 10, 0)]
     nodes = {}
     for order, (node_id, node_type, pos, widgets) in enumerate(layout):
@@ -102,6 +109,8 @@ def build(domain: str, spec: dict) -> dict:
     nodes[11]["title"] = "ROI mask (automatic; your painted mask is added)"
     nodes[12]["title"] = "ROI overlay"
     nodes[13]["title"] = "ROI summary"
+    nodes[14]["title"] = "SEINE transitions (connect MVG SEINE Loader for SEINE; optical-flow fallback without)"
+    nodes[15]["title"] = "Transition summary"
     nodes[3]["title"] = "Report to Prompts (paste the report; it is kept out of saved files)"
     nodes[7]["title"] = "PIE summary"
     nodes[10]["title"] = "Stage plan"

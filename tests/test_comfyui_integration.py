@@ -23,7 +23,8 @@ ROI = (slice(16, 48), slice(12, 40))  # rows, cols of the region the tests let P
 PROMPTS = "a chest x-ray with a small right pleural effusion\na chest x-ray with a large right pleural effusion"
 
 # errors that tests (in any file, sharing one server) provoke on purpose; any other pack traceback fails
-PROVOKED_ERRORS = ("InterruptProcessingException", "chain='sideways'", "image is constant", "paste the report")
+PROVOKED_ERRORS = ("InterruptProcessingException", "chain='sideways'", "image is constant", "paste the report",
+                   "sampler='euler'")
 
 PROGRESSIVE_EDIT_INPUTS = {
     "model": "MODEL", "clip": "CLIP", "vae": "VAE", "image": "IMAGE", "mask": "MASK", "prompts": "MVG_PROMPTS",

@@ -74,6 +74,10 @@ def test_shipped_workflow_converts_validates_and_runs(comfyui_server, object_inf
     by_type["CheckpointLoaderSimple"][1]["inputs"]["ckpt_name"] = CKPT
     by_type["LoadImage"][1]["inputs"]["image"] = name
     edit["inputs"].update(rounds=3, steps=4)
+    transition_id, transition = by_type["MVG_SEINETransition"]
+    assert transition["inputs"]["keyframes"] == [edit_id, 1] and "seine_model" not in transition["inputs"]
+    assert (transition["inputs"]["frames"], transition["inputs"]["method"]) == (16, "seine")
+    transition["inputs"]["frames"] = 5
 
     entry = comfyui_server.run(api, timeout=300)
     save_id = by_type["SaveImage"][0]
@@ -81,9 +85,14 @@ def test_shipped_workflow_converts_validates_and_runs(comfyui_server, object_inf
     assert len(keyframes) == 4  # original + one per stage
     videos = list(comfyui_server.output_dir.rglob(f"{workflow.stem.removeprefix('mvg_')}_progression*.mp4"))
     assert len(videos) == 1 and videos[0].stat().st_size > 0
+    count = subprocess.run(  # PyAV comes with ComfyUI
+        [str(comfyui_server.python), "-c", "import av, sys; c = av.open(sys.argv[1]); "
+         "print(sum(1 for _ in c.decode(video=0)))", str(videos[0])], check=True, capture_output=True, text=True)
+    assert int(count.stdout) == 3 * 4 + 1  # 4 keyframes -> 3 transitions of 5 frames sharing their ends
     shown = json.dumps([entry["outputs"][p] for p in previews])
     assert "PIE: 3 stage(s), 3 round(s)" in shown, shown
     assert "engine rules" in shown, shown
     assert "MVG ROIMask: domain" in shown, shown
+    assert "optical" in shown.lower(), shown  # no SEINE model connected: the fallback, and it says so
     roi = by_type["MVG_ROIMask"][1]["inputs"]
     assert roi["domain"] == report["domain"] and edit["inputs"]["mask"] == [by_type["MVG_ROIMask"][0], 0]

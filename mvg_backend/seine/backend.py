@@ -1,0 +1,98 @@
+"""What the transition engine needs besides SEINE's UNet: SD 1.4's VAE and CLIP text encoder.
+
+:class:`SEINEBackend` is the small protocol (encode frames, decode latents, encode text, provide the
+network); :class:`DiffusersSEINEBackend` implements it with diffusers/transformers parts for headless use.
+The ComfyUI implementation (stock VAE and CLIP objects) lives in the pack's ``nodes/``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+
+from ..errors import MVGInputError
+from .loading import load_unet
+
+LATENT_SCALE = 0.18215
+"""SD 1.x's latent scaling; SEINE was trained on SD 1.4's VAE latents times this."""
+
+
+class SEINEBackend(Protocol):
+    """VAE, text encoder and the SEINE network, behind four calls."""
+
+    notes: list[str]
+    """What the backend adjusted on its own (e.g. a clip-skip it undid), for the run's summary."""
+
+    def encode_frames(self, frames: torch.Tensor) -> torch.Tensor:
+        """Pixels ``[N,H,W,3]`` float 0..1 (CPU; H, W multiples of 8) -> latents ``[N,4,H/8,W/8]`` × 0.18215.
+
+        Deterministic: the posterior mean (the official code samples it; its spread is negligible).
+        """
+
+    def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
+        """Latents ``[N,4,h,w]`` (× 0.18215) -> pixels ``[N,8h,8w,3]`` float32 in 0..1 on the CPU."""
+
+    def encode_text(self, text: str) -> torch.Tensor:
+        """CLIP ViT-L/14's last hidden state after the final LayerNorm, ``[1, 77, 768]``."""
+
+    def load_unet(self) -> torch.nn.Module:
+        """The SEINE network on its compute device, ready to run (called right before sampling)."""
+
+
+class DiffusersSEINEBackend:
+    """:class:`SEINEBackend` over a SEINE UNet, an ``AutoencoderKL``, a ``CLIPTextModel`` and its tokenizer."""
+
+    def __init__(self, unet: torch.nn.Module, vae: Any, text_encoder: Any, tokenizer: Any) -> None:
+        self.unet = unet.eval()
+        self.vae = vae.eval()
+        self.text_encoder = text_encoder.eval()
+        self.tokenizer = tokenizer
+        self.notes: list[str] = []
+
+    @classmethod
+    def from_files(cls, seine: str | Path, sd: str | Path, *, device: str | torch.device = "cpu",
+                   dtype: torch.dtype = torch.float32) -> DiffusersSEINEBackend:
+        """SEINE from ``seine`` (see :func:`load_unet`); VAE and CLIP from ``sd``: a diffusers SD 1.4 folder
+        (``vae/``, ``text_encoder/``, ``tokenizer/``) or an original-layout SD 1.x single file. Offline."""
+        unet = load_unet(seine, device=device, dtype=dtype)
+        root = Path(sd).expanduser()
+        if root.is_dir():
+            from diffusers import AutoencoderKL
+            from transformers import CLIPTextModel, CLIPTokenizer
+
+            missing = [s for s in ("vae", "text_encoder", "tokenizer") if not (root / s).is_dir()]
+            if missing:
+                raise MVGInputError(f"SD 1.4 folder {str(root)!r} lacks {missing}: give a diffusers SD 1.x folder "
+                                    "(e.g. CompVis/stable-diffusion-v1-4) or an SD 1.x .safetensors file.")
+            vae = AutoencoderKL.from_pretrained(str(root / "vae"), local_files_only=True, torch_dtype=dtype)
+            text_encoder = CLIPTextModel.from_pretrained(str(root / "text_encoder"), local_files_only=True, dtype=dtype)
+            tokenizer = CLIPTokenizer.from_pretrained(str(root / "tokenizer"), local_files_only=True)
+        else:
+            from ..pie.loading import load_single_file
+
+            parts = load_single_file(root, dtype=dtype)
+            vae, text_encoder, tokenizer = parts.vae, parts.text_encoder, parts.tokenizer
+        return cls(unet, vae.to(device), text_encoder.to(device), tokenizer)
+
+    @torch.no_grad()
+    def encode_frames(self, frames: torch.Tensor) -> torch.Tensor:
+        # contiguous NCHW: on a channels-last view the GroupNorm of a flat (grey) frame is ill-conditioned and
+        # its latents would depend on what else is in the batch
+        x = frames.permute(0, 3, 1, 2).contiguous().to(self.vae.device, self.vae.dtype) * 2 - 1
+        return self.vae.encode(x).latent_dist.mean.float() * LATENT_SCALE
+
+    @torch.no_grad()
+    def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
+        images = self.vae.decode((latents / LATENT_SCALE).to(self.vae.device, self.vae.dtype)).sample
+        return ((images.float() + 1) / 2).clamp(0, 1).permute(0, 2, 3, 1).cpu()
+
+    @torch.no_grad()
+    def encode_text(self, text: str) -> torch.Tensor:
+        ids = self.tokenizer(text, padding="max_length", max_length=self.tokenizer.model_max_length,
+                             truncation=True, return_tensors="pt").input_ids
+        return self.text_encoder(ids.to(self.text_encoder.device)).last_hidden_state.float()
+
+    def load_unet(self) -> torch.nn.Module:
+        return self.unet

@@ -1,0 +1,94 @@
+"""``python -m mvg_backend.seine convert|transition``: checkpoint conversion and headless transitions."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from ..errors import MVGInputError, MVGRuntimeError
+from ..io.files import OutputDir, read_image, write_png
+from .transition import (
+    DEFAULT_CFG,
+    DEFAULT_FRAMES,
+    DEFAULT_PROMPT,
+    DEFAULT_SAMPLER,
+    DEFAULT_STEPS,
+    METHODS,
+)
+
+DTYPES = ("fp32", "fp16", "bf16")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m mvg_backend.seine", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    convert = sub.add_parser("convert", help="convert a trusted pickled SEINE checkpoint (seine.pt) to .safetensors once")
+    convert.add_argument("src", type=Path, help="the .pt/.pth/.ckpt file (e.g. the official seine.pt)")
+    convert.add_argument("dst", type=Path, help="the .safetensors file to write")
+    convert.add_argument("--trust-pickle", action="store_true",
+                         help="required: unpickling can run code stored in the file; only for files you trust")
+
+    run = sub.add_parser("transition", help="frames between keyframes (SEINE, or a fallback interpolator)")
+    run.add_argument("--keyframes", type=Path, nargs="+", required=True, help="two or more images, in order")
+    run.add_argument("--out", type=Path, required=True, help="output folder (must be new or empty)")
+    run.add_argument("--overwrite", action="store_true", help="allow a non-empty --out")
+    run.add_argument("--method", choices=METHODS, default="seine")
+    run.add_argument("--seine", type=Path, help="SEINE UNet checkpoint (.safetensors, or a weights-only .pt)")
+    run.add_argument("--sd", type=Path, help="SD 1.4 for the VAE and CLIP: a diffusers folder or an SD 1.x .safetensors")
+    run.add_argument("--frames", type=int, default=DEFAULT_FRAMES, help="frames per transition, keyframes included")
+    run.add_argument("--steps", type=int, default=DEFAULT_STEPS)
+    run.add_argument("--cfg", type=float, default=DEFAULT_CFG)
+    run.add_argument("--sampler", choices=("ddpm", "ddim"), default=DEFAULT_SAMPLER)
+    run.add_argument("--seed", type=int, default=0, help="transition j uses seed + j - 1")
+    run.add_argument("--prompt", default=DEFAULT_PROMPT)
+    run.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+    run.add_argument("--dtype", choices=DTYPES, default="fp32")
+    return parser
+
+
+def _transition(args: argparse.Namespace) -> int:
+    import torch
+
+    from .backend import DiffusersSEINEBackend
+    from .transition import transition_frames
+
+    backend = None
+    if args.method == "seine" and args.seine is not None:
+        if args.sd is None:
+            raise MVGInputError("--seine needs --sd: SEINE runs on SD 1.4's VAE and CLIP text encoder.")
+        dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[args.dtype]
+        backend = DiffusersSEINEBackend.from_files(args.seine, args.sd, device=args.device, dtype=dtype)
+    keyframes = [read_image(p) for p in args.keyframes]
+    with OutputDir(args.out, overwrite=args.overwrite) as out:
+        def progress(done: int, total: int) -> None:
+            print(f"\rstep {done}/{total}", end="", file=sys.stderr, flush=True)
+
+        result = transition_frames(keyframes, method=args.method, backend=backend, frames=args.frames,
+                                   steps=args.steps, cfg=args.cfg, sampler=args.sampler, seed=args.seed,
+                                   prompt=args.prompt, progress=progress)
+        print(file=sys.stderr)
+        (out / "frames").mkdir()
+        for i, frame in enumerate(result.frames):
+            write_png(out / "frames" / f"frame_{i:03d}.png", frame)
+        (out / "summary.txt").write_text(result.summary + "\n", encoding="utf-8")
+    print(result.summary)
+    print(f"wrote {len(result.frames)} frames to {args.out}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "convert":
+            from .loading import convert_checkpoint
+
+            config = convert_checkpoint(args.src, args.dst, trust_pickle=args.trust_pickle)
+            print(f"wrote {args.dst}: SEINE UNet, block_out_channels {config.block_out_channels}, "
+                  f"in_channels {config.in_channels}, cross_attention_dim {config.cross_attention_dim}")
+            return 0
+        return _transition(args)
+    except (MVGInputError, MVGRuntimeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2

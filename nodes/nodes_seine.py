@@ -1,0 +1,141 @@
+"""SEINE transitions between keyframes, and the SEINE checkpoint loader, as ComfyUI V3 nodes."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import comfy.model_management
+import comfy.model_patcher
+import comfy.utils
+import folder_paths
+import torch
+from comfy_api.latest import io
+
+from ..mvg_backend.seine import (
+    DEFAULT_CFG,
+    DEFAULT_FRAMES,
+    DEFAULT_PROMPT,
+    DEFAULT_SAMPLER,
+    DEFAULT_STEPS,
+    METHODS,
+    transition_frames,
+)
+from ..mvg_backend.seine.loading import SUFFIXES, read_state_dict, unet_from_state_dict
+from .comfy_seine_backend import ComfySEINEBackend
+
+SEINE_FOLDER = "seine"
+folder_paths.add_model_folder_path(SEINE_FOLDER, os.path.join(folder_paths.models_dir, SEINE_FOLDER))
+
+MVGSEINEModel = io.Custom("MVG_SEINE_MODEL")
+DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
+
+
+@dataclass
+class SEINEModel:
+    """The value of an ``MVG_SEINE_MODEL`` socket: the network in a ``ModelPatcher``, and its file name."""
+
+    patcher: Any
+    name: str
+
+
+def seine_files() -> list[str]:
+    return [f for f in folder_paths.get_filename_list(SEINE_FOLDER) if f.lower().endswith(SUFFIXES)]
+
+
+class SEINELoader(io.ComfyNode):
+    """Loads a SEINE UNet checkpoint from models/seine (architecture read from its shapes)."""
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="MVG_SEINELoader",
+            display_name="MVG SEINE Loader",
+            category="MVG",
+            description="Loads SEINE's video UNet (Vchitect/SEINE seine.pt, converted once to .safetensors) from "
+                        "models/seine for MVG SEINE Transition.",
+            inputs=[
+                io.Combo.Input("seine_name", options=seine_files(),
+                               tooltip="A file in models/seine. A pickled seine.pt must be converted once: "
+                                       "python -m mvg_backend.seine convert seine.pt seine.safetensors --trust-pickle"),
+                io.Combo.Input("dtype", options=["auto", *DTYPES], default="auto",
+                               tooltip="auto: what ComfyUI picks for this device (fp16/bf16 on GPUs, fp32 on CPU)."),
+            ],
+            outputs=[MVGSEINEModel.Output(display_name="seine_model")],
+        )
+
+    @classmethod
+    def execute(cls, seine_name: str, dtype: str) -> io.NodeOutput:
+        path = folder_paths.get_full_path_or_raise(SEINE_FOLDER, seine_name)
+        state = read_state_dict(path)
+        load_device = comfy.model_management.get_torch_device()
+        offload_device = comfy.model_management.unet_offload_device()
+        if dtype == "auto":
+            params = sum(t.numel() for t in state.values())
+            torch_dtype = comfy.model_management.unet_dtype(load_device, params, list(DTYPES.values()))
+        else:
+            torch_dtype = DTYPES[dtype]
+        network = unet_from_state_dict(state, device=offload_device, dtype=torch_dtype, name=seine_name)
+        patcher = comfy.model_patcher.ModelPatcher(network, load_device=load_device, offload_device=offload_device)
+        return io.NodeOutput(SEINEModel(patcher, seine_name))
+
+
+class SEINETransition(io.ComfyNode):
+    """Frames between consecutive keyframes: SEINE, or optical-flow morphing / cross-dissolve without a model."""
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="MVG_SEINETransition",
+            display_name="MVG SEINE Transition",
+            category="MVG",
+            description="SEINE (arXiv 2310.20700) generates the frames between each pair of consecutive keyframes, "
+                        "first and last frame known. K keyframes give K-1 transitions, joined without repeating "
+                        "keyframes. Without a SEINE model the chosen fallback interpolates.",
+            inputs=[
+                io.Image.Input("keyframes", tooltip="Two or more images in order (e.g. ProgressiveEdit's keyframes)."),
+                io.Vae.Input("vae", tooltip="SD 1.x VAE (SEINE was trained on SD 1.4's)."),
+                io.Clip.Input("clip", tooltip="SD 1.x CLIP (SEINE was trained on SD 1.4's CLIP ViT-L/14)."),
+                MVGSEINEModel.Input("seine_model", optional=True,
+                                    tooltip="From MVG SEINE Loader. Without it, method seine falls back to optical_flow."),
+                io.Int.Input("frames", default=DEFAULT_FRAMES, min=3, max=64,
+                             tooltip="Frames per transition, both keyframes included (SEINE was trained on 16)."),
+                io.Int.Input("steps", default=DEFAULT_STEPS, min=1, max=1000,
+                             tooltip="Sampling steps per transition (official: 250 with ddpm; ddim works with 25-50)."),
+                io.Float.Input("cfg", default=DEFAULT_CFG, min=0.0, max=30.0, step=0.1, round=0.01,
+                               tooltip="Classifier-free guidance against the empty prompt (official: 8)."),
+                io.Combo.Input("sampler", options=["ddpm", "ddim"], default=DEFAULT_SAMPLER,
+                               tooltip="ddpm: the official sampler (stochastic); ddim: deterministic, fewer steps."),
+                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
+                             tooltip="Transition k uses seed + k - 1."),
+                io.String.Input("prompt", default=DEFAULT_PROMPT, multiline=True, dynamic_prompts=False,
+                                tooltip="SEINE's text condition (official: 'smooth transition')."),
+                io.Combo.Input("method", options=list(METHODS), default="seine",
+                               tooltip="seine needs a SEINE model; optical_flow and crossfade need none."),
+            ],
+            outputs=[
+                io.Image.Output(display_name="frames"),
+                io.String.Output(display_name="summary"),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, keyframes: torch.Tensor, vae: Any, clip: Any, frames: int, steps: int, cfg: float, sampler: str,
+                seed: int, prompt: str, method: str, seine_model: SEINEModel | None = None) -> io.NodeOutput:
+        pbar = comfy.utils.ProgressBar(1)
+
+        def progress(done: int, total: int) -> None:
+            comfy.model_management.throw_exception_if_processing_interrupted()
+            pbar.update_absolute(done, total)
+
+        backend = ComfySEINEBackend(vae, clip, seine_model.patcher) if seine_model is not None else None
+        result = transition_frames(keyframes, method=method, backend=backend, frames=frames, steps=steps, cfg=cfg,
+                                   sampler=sampler, seed=seed, prompt=prompt, progress=progress)
+        summary = result.summary
+        if seine_model is not None and result.settings["method"] == "seine":
+            summary = f"SEINE model: {seine_model.name}\n{summary}"
+        return io.NodeOutput(torch.from_numpy(result.frames), summary)
+
+
+NODES: list[type[io.ComfyNode]] = [SEINELoader, SEINETransition]
