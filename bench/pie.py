@@ -6,15 +6,23 @@ times depend on the machine and on whatever else runs on it. Two ratios per sett
 * **overhead** = PIE wall time / floor. The floor is the model work PIE cannot avoid, timed on its own with the
   same components and shapes: R·ceil(γ·S) UNet calls (classifier-free guidance batched, batch 2), one VAE
   encode of the original, one VAE decode per frame (R frames: ``include_original=False``) and one text encoding
-  of the run's single stage (negative and positive prompt as one batch of 2). ``chain="pixel"`` re-encodes each
-  round's frame, so its "overhead" is against a floor that also holds those R encodes, and "vs plain" against
-  the plain floor. Target: <= 1.05.
+  of the run's single stage (negative and positive prompt, one call each, as diffusers' pipelines do).
+  ``chain="pixel"`` re-encodes each round's frame, so its "overhead" is against a floor that also holds those R
+  encodes, and "vs plain" against the plain floor. Target: <= 1.05.
 * **ours/ref**: PIE against a reference-style loop written here after PediaMedAI/PIE, whose pipeline is called
   once per round. Per round it tokenises and encodes the prompt and the empty negative prompt again, runs the VAE
   encoder three times (the current image, the original for the β blend, the original again for the per-step
   re-noised latents), runs the same masked denoising loop with the same number of UNet calls, blends with β1/β2
   in latent space, decodes once and hands the next round an 8-bit image (as its PIL output does). Targets: below
   1 at every setting, <= 0.85 at 10 steps.
+
+On a shared machine the wall times drift with the other load; the same ratios are also given in process CPU
+time (``time.process_time``), which another process's load disturbs much less (use ``--threads 1`` there: with
+more threads than free cores OpenMP's waiting inflates both).
+
+The third pair of ratios removes the drift between runs: every model call of a run is priced at the setting's
+pooled mean seconds per call of that model (over the four runs: same shapes, so the same work), plus the run's
+own time outside the models. It is what the wall ratios would be had the machine's speed stayed constant.
 
 A second table shows where each run's time went: forward time and call count of the UNet, the VAE encoder, the
 VAE decoder and the text encoder (from forward hooks); "other" is the rest (scheduler, masking and blending,
@@ -27,15 +35,21 @@ Models, built offline with random weights and wrapped in ``DiffusersBackend``:
 * ``small``: a few-M-parameter UNet (64, 128), VAE (32, 64, 64, 64) and 2-layer CLIP with the same latent
   geometry as SD (VAE factor 8, 4 channels), where the engine's fixed per-step and per-round costs weigh most.
 
+Default random initialisation keeps the latents finite at these settings (no rescaling needed); the engine and
+the reference loop raise on NaN/Inf if it ever does not.
+
 The input is a synthetic image (a smooth gradient with a disc) and a centred elliptical mask. Each config is
 warmed up once (one short run of every kind) before timing; times are the minimum over ``--repeats``, and the
 kinds are interleaved within a repeat so that drift in the machine's speed hits them alike.
 
 Run (from the repository root)::
 
-    PYTHONPATH=. python bench/pie.py                      # small and sd15, 50 and 10 steps: ~10 min on 2 cores
+    PYTHONPATH=. python bench/pie.py                      # small and sd15, 50 and 10 steps
     PYTHONPATH=. python bench/pie.py --config small --rounds 10 --repeats 5
-    PYTHONPATH=. python bench/pie.py --config sd15 --steps 10 --threads 2
+    PYTHONPATH=. python bench/pie.py --config sd15 --steps 10 --threads 1   # on a busy machine
+
+The default run makes about 250 SD 1.5 UNet calls: roughly 12 minutes on an idle 2-core machine (about 2 s per
+call), several times longer when other processes compete for the cores.
 """
 
 from __future__ import annotations
@@ -62,8 +76,8 @@ PROMPT = "chest x-ray, opacity in the right lower lobe, progressing"
 GUIDANCE = 7.5
 BETA1, BETA2 = 0.01, 0.75
 SEED = 0
-DEFAULT_ROUNDS = {"sd15": 2, "small": 10}
-DEFAULT_REPEATS = {"sd15": 1, "small": 3}
+DEFAULT_ROUNDS = {"sd15": 2, "small": 4}
+DEFAULT_REPEATS = {"sd15": 1, "small": 2}
 PARTS = ("unet", "vae_encode", "vae_decode", "text")
 
 
@@ -156,16 +170,36 @@ class ForwardTimer:
 
 
 @dataclass(frozen=True)
-class Measure:
-    """One timed run: its wall time and what the hooked modules took of it."""
+class Span:
+    """Wall-clock and process CPU seconds (or, from :func:`now`, the two clocks' readings)."""
 
-    total: float
+    wall: float
+    cpu: float
+
+    def __add__(self, other: Span) -> Span:
+        return Span(self.wall + other.wall, self.cpu + other.cpu)
+
+
+def now() -> Span:
+    return Span(time.perf_counter(), time.process_time())
+
+
+def since(start: Span) -> Span:
+    end = now()
+    return Span(end.wall - start.wall, end.cpu - start.cpu)
+
+
+@dataclass(frozen=True)
+class Measure:
+    """One timed run: its time and what the hooked modules took of its wall time."""
+
+    total: Span
     seconds: dict[str, float]
     calls: dict[str, int]
 
     @property
     def other(self) -> float:
-        return self.total - sum(self.seconds.values())
+        return self.total.wall - sum(self.seconds.values())
 
 
 @dataclass(frozen=True)
@@ -185,9 +219,9 @@ class Setting:
 
 def measure(timer: ForwardTimer, run: Callable[[], object]) -> Measure:
     timer.reset()
-    start = time.perf_counter()
+    start = now()
     run()
-    total = time.perf_counter() - start
+    total = since(start)
     return Measure(total, dict(timer.seconds), dict(timer.calls))
 
 
@@ -202,8 +236,11 @@ def run_ours(backend: DiffusersBackend, image: np.ndarray, mask: np.ndarray, set
 
 @dataclass(frozen=True)
 class FloorTimes:
-    plain: float  # text + 1 encode + UNet calls + R decodes
-    encodes: float  # the R extra encodes of chain="pixel"
+    plain: Span  # text + 1 encode + UNet calls + R decodes
+    encodes: Span  # the R extra encodes of chain="pixel"
+
+    def for_chain(self, chain: str) -> Span:
+        return self.plain + self.encodes if chain == "pixel" else self.plain
 
 
 def run_floor(backend: DiffusersBackend, image: np.ndarray, setting: Setting) -> FloorTimes:
@@ -214,10 +251,10 @@ def run_floor(backend: DiffusersBackend, image: np.ndarray, setting: Setting) ->
     sched.set_timesteps(setting.steps)
     timesteps = sched.timesteps[setting.steps - denoising_steps(setting.strength, setting.steps):]
 
-    start = time.perf_counter()
+    start = now()
     ids = tok(["", PROMPT], padding="max_length", max_length=tok.model_max_length, truncation=True,
               return_tensors="pt").input_ids
-    context = text_encoder(ids)[0]
+    context = torch.cat([text_encoder(ids[:1])[0], text_encoder(ids[1:])[0]])
     z = vae.encode(pixels).latent_dist.mode()
     latents = torch.randn((2, *z.shape[1:]), generator=torch.Generator().manual_seed(SEED))
     for _ in range(setting.rounds):
@@ -225,12 +262,12 @@ def run_floor(backend: DiffusersBackend, image: np.ndarray, setting: Setting) ->
             unet(latents, t, encoder_hidden_states=context)
     for _ in range(setting.rounds):
         vae.decode(z)
-    plain = time.perf_counter() - start
+    plain = since(start)
 
-    start = time.perf_counter()
+    start = now()
     for _ in range(setting.rounds):
         vae.encode(pixels)
-    return FloorTimes(plain, time.perf_counter() - start)
+    return FloorTimes(plain, since(start))
 
 
 class ReferencePIE:
@@ -238,8 +275,9 @@ class ReferencePIE:
     ``run_pie.py``), written over the same diffusers components; see the module docstring.
 
     Deviations that cost nothing measurable: a seeded generator (the reference passes none), the initial noise
-    multiplied by the mask (as the paper describes), and the step count from ``denoising_steps`` so that both sides
-    make the same number of UNet calls (the reference floors γ·S; equal at the settings benchmarked).
+    multiplied by the mask (DESIGN.md §3; the released pipeline passes ``mask=None`` there), the step count from
+    ``denoising_steps`` so that both sides make the same number of UNet calls (the reference floors γ·S; equal at
+    the settings benchmarked), and no PNG written per round (``run_pie.py`` saves each frame).
     """
 
     def __init__(self, backend: DiffusersBackend) -> None:
@@ -249,7 +287,7 @@ class ReferencePIE:
         generator = torch.Generator().manual_seed(SEED)
         init = _to_uint8(image)
         current = init
-        frames = []
+        frames: list[np.ndarray] = []
         for _ in range(setting.rounds):
             current = self._round(current, init, mask, setting, generator)
             frames.append(current)
@@ -328,39 +366,50 @@ class Row:
     floor_parts: Measure
     reference: Measure
 
+    def _cost_per_call(self) -> dict[str, float]:
+        runs = (self.latent, self.pixel, self.floor_parts, self.reference)
+        return {p: sum(r.seconds[p] for r in runs) / max(1, sum(r.calls[p] for r in runs)) for p in PARTS}
+
+    def normalised(self, m: Measure) -> float:
+        """``m``'s wall time had every model call cost the setting's pooled mean: calls × s/call + other."""
+        cost = self._cost_per_call()
+        return sum(m.calls[p] * cost[p] for p in PARTS) + m.other
+
+    def normalised_floor(self, chain: str) -> float:
+        extra = 0 if chain == "pixel" else self.setting.rounds * self._cost_per_call()["vae_encode"]
+        return self.normalised(self.floor_parts) - extra
+
 
 KINDS = ("ours latent", "ours pixel", "floor", "reference")
 
 
 def bench_setting(config: str, backend: DiffusersBackend, timer: ForwardTimer, image: np.ndarray,
                   mask: np.ndarray, setting: Setting, repeats: int) -> Row:
+    """Time every kind ``repeats`` times, interleaved; keep each kind's fastest run (by wall time)."""
     reference = ReferencePIE(backend)
-    best: dict[str, Measure] = {}
-    best_floor: FloorTimes | None = None
+    floors: list[FloorTimes] = []
+    runs: dict[str, Callable[[], object]] = {
+        "ours latent": partial(run_ours, backend, image, mask, setting, "latent"),
+        "ours pixel": partial(run_ours, backend, image, mask, setting, "pixel"),
+        "floor": lambda: floors.append(run_floor(backend, image, setting)),
+        "reference": partial(reference, image, mask, setting),
+    }
+    best: dict[str, tuple[Measure, FloorTimes | None]] = {}
     for repeat in range(repeats):
-        floor_box: list[FloorTimes] = []
-        runs: dict[str, Callable[[], object]] = {
-            "ours latent": partial(run_ours, backend, image, mask, setting, "latent"),
-            "ours pixel": partial(run_ours, backend, image, mask, setting, "pixel"),
-            "floor": lambda: floor_box.append(run_floor(backend, image, setting)),
-            "reference": partial(reference, image, mask, setting),
-        }
         for kind in KINDS:
             m = measure(timer, runs[kind])
-            print(f"  {config} {setting.label} repeat {repeat + 1}/{repeats}: {kind:<11} {m.total:8.2f} s",
+            print(f"  {config} {setting.label} repeat {repeat + 1}/{repeats}: {kind:<11} {m.total.wall:8.2f} s",
                   file=sys.stderr, flush=True)
-            if kind == "floor":
-                if best_floor is None or floor_box[0].plain + floor_box[0].encodes < best_floor.plain + best_floor.encodes:
-                    best_floor = floor_box[0]
-                    best[kind] = m
-            elif kind not in best or m.total < best[kind].total:
-                best[kind] = m
-    assert best_floor is not None
+            if kind not in best or m.total.wall < best[kind][0].total.wall:
+                best[kind] = (m, floors[-1] if kind == "floor" else None)
     for kind in ("ours latent", "ours pixel", "reference"):
-        if best[kind].calls["unet"] != setting.unet_calls:
-            raise RuntimeError(f"{kind} made {best[kind].calls['unet']} UNet calls, expected {setting.unet_calls}")
-    return Row(config, setting, best["ours latent"], best["ours pixel"], best_floor, best["floor"],
-               best["reference"])
+        made = best[kind][0].calls["unet"]
+        if made != setting.unet_calls:
+            raise RuntimeError(f"{kind} made {made} UNet calls, expected {setting.unet_calls}")
+    floor_measure, floor_times = best["floor"]
+    assert floor_times is not None
+    return Row(config, setting, best["ours latent"][0], best["ours pixel"][0], floor_times, floor_measure,
+               best["reference"][0])
 
 
 def warm_up(backend: DiffusersBackend, image: np.ndarray, mask: np.ndarray) -> None:
@@ -374,27 +423,33 @@ def warm_up(backend: DiffusersBackend, image: np.ndarray, mask: np.ndarray) -> N
 
 def format_tables(rows: list[Row]) -> str:
     head = (f"{'config':<6} {'setting':<20} {'chain':<6} {'ours (s)':>9} {'floor (s)':>10} {'overhead':>9} "
-            f"{'vs plain':>9} {'ref (s)':>9} {'ours/ref':>9}")
-    lines = ["PIE wall time: overhead = ours / floor (target <= 1.05); ours/ref (targets < 1, <= 0.85 at 10 steps)",
+            f"{'vs plain':>9} {'ref (s)':>9} {'ours/ref':>9} | {'overhead':>9} {'ours/ref':>9} | {'overhead':>9} "
+            f"{'ours/ref':>9}")
+    lines = ["PIE wall time: overhead = ours / floor (target <= 1.05); ours/ref (targets < 1, <= 0.85 at 10 steps).",
+             "The same two ratios in process CPU time (first |), and per-call normalised (second |): each run's",
+             "model calls priced at the setting's pooled mean seconds per call, plus the run's own other time.",
              head, "-" * len(head)]
     for r in rows:
         for chain, m in (("latent", r.latent), ("pixel", r.pixel)):
-            floor = r.floor.plain + (r.floor.encodes if chain == "pixel" else 0.0)
-            vs_plain = f"{m.total / r.floor.plain:9.3f}" if chain == "pixel" else f"{'-':>9}"
+            floor = r.floor.for_chain(chain)
+            vs_plain = f"{m.total.wall / r.floor.plain.wall:9.3f}" if chain == "pixel" else f"{'-':>9}"
             lines.append(
-                f"{r.config:<6} {r.setting.label:<20} {chain:<6} {m.total:9.2f} {floor:10.2f} "
-                f"{m.total / floor:9.3f} {vs_plain} {r.reference.total:9.2f} {m.total / r.reference.total:9.3f}"
+                f"{r.config:<6} {r.setting.label:<20} {chain:<6} {m.total.wall:9.2f} {floor.wall:10.2f} "
+                f"{m.total.wall / floor.wall:9.3f} {vs_plain} {r.reference.total.wall:9.2f} "
+                f"{m.total.wall / r.reference.total.wall:9.3f} | {m.total.cpu / floor.cpu:9.3f} "
+                f"{m.total.cpu / r.reference.total.cpu:9.3f} | {r.normalised(m) / r.normalised_floor(chain):9.3f} "
+                f"{r.normalised(m) / r.normalised(r.reference):9.3f}"
             )
     head2 = (f"{'config':<6} {'setting':<20} {'run':<11} {'total':>8} {'UNet':>14} {'VAE enc':>12} "
              f"{'VAE dec':>12} {'text':>11} {'other':>7}")
-    lines += ["", "Where the time went: seconds (calls) in each model's forward; other = the rest",
+    lines += ["", "Where the wall time went: seconds (calls) in each model's forward; other = the rest",
               head2, "-" * len(head2)]
     for r in rows:
         for kind, m in zip(KINDS, (r.latent, r.pixel, r.floor_parts, r.reference)):
             parts = " ".join(
                 f"{m.seconds[p]:{w - 5}.2f} ({m.calls[p]:>2})" for p, w in zip(PARTS, (14, 12, 12, 11))
             )
-            lines.append(f"{r.config:<6} {r.setting.label:<20} {kind:<11} {m.total:8.2f} {parts} {m.other:7.2f}")
+            lines.append(f"{r.config:<6} {r.setting.label:<20} {kind:<11} {m.total.wall:8.2f} {parts} {m.other:7.2f}")
     return "\n".join(lines)
 
 
@@ -421,7 +476,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs, "
           f"{args.size}x{args.size} px, cfg {GUIDANCE}, load average {load_before:.2f} before")
     if load_before > 0.5:
-        print("warning: something else is using the CPU; the ratios will be noisy", flush=True)
+        print("warning: something else is using the CPU: the wall-time ratios will be noisy; read the CPU-time "
+              "and per-call normalised ones too (--threads 1 helps)", flush=True)
 
     started = time.perf_counter()
     rows: list[Row] = []
