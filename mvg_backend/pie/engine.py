@@ -227,7 +227,7 @@ def progressive_edit(
             _check_finite(z_hat, f"in stage {stage_index + 1} round {round_in_stage}", guidance)
             z = blend_toward_original(z_hat, z0, mask_lat, beta1, beta2)
             frame = frame_from(z)
-            if chain == "pixel":
+            if chain == "pixel" and global_round < sum(stage_rounds):  # the next round starts from these pixels
                 z = backend.encode_image(frame)
             last = round_in_stage == n_rounds
             if last:
