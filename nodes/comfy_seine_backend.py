@@ -49,6 +49,6 @@ class ComfySEINEBackend:
                               f"{CLIP_TOKENS}, as its own text encoder does.")
         return cond[:, :CLIP_TOKENS]
 
-    def load_unet(self) -> torch.nn.Module:
+    def prepare_unet(self) -> torch.nn.Module:
         comfy.model_management.load_models_gpu([self.patcher], force_full_load=True)
         return self.patcher.model

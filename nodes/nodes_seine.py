@@ -19,7 +19,8 @@ from ..mvg_backend.seine import (
     DEFAULT_PROMPT,
     DEFAULT_SAMPLER,
     DEFAULT_STEPS,
-    METHODS,
+    SAMPLERS,
+    TRANSITION_METHODS,
     transition_frames,
 )
 from ..mvg_backend.seine.loading import SUFFIXES, read_state_dict, unet_from_state_dict
@@ -105,13 +106,13 @@ class SEINETransition(io.ComfyNode):
                              tooltip="Sampling steps per transition (official: 250 with ddpm; ddim works with 25-50)."),
                 io.Float.Input("cfg", default=DEFAULT_CFG, min=0.0, max=30.0, step=0.1, round=0.01,
                                tooltip="Classifier-free guidance against the empty prompt (official: 8)."),
-                io.Combo.Input("sampler", options=["ddpm", "ddim"], default=DEFAULT_SAMPLER,
+                io.Combo.Input("sampler", options=list(SAMPLERS), default=DEFAULT_SAMPLER,
                                tooltip="ddpm: the official sampler (stochastic); ddim: deterministic, fewer steps."),
                 io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
                              tooltip="Transition k uses seed + k - 1."),
                 io.String.Input("prompt", default=DEFAULT_PROMPT, multiline=True, dynamic_prompts=False,
                                 tooltip="SEINE's text condition (official: 'smooth transition')."),
-                io.Combo.Input("method", options=list(METHODS), default="seine",
+                io.Combo.Input("method", options=list(TRANSITION_METHODS), default="seine",
                                tooltip="seine needs a SEINE model; optical_flow and crossfade need none."),
             ],
             outputs=[

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 import torch
 
 from ..errors import MVGInputError
-from .loading import load_unet
+from .loading import load_seine_unet
 
 LATENT_SCALE = 0.18215
 """SD 1.x's latent scaling; SEINE was trained on SD 1.4's VAE latents times this."""
@@ -37,7 +37,7 @@ class SEINEBackend(Protocol):
     def encode_text(self, text: str) -> torch.Tensor:
         """CLIP ViT-L/14's last hidden state after the final LayerNorm, ``[1, 77, 768]``."""
 
-    def load_unet(self) -> torch.nn.Module:
+    def prepare_unet(self) -> torch.nn.Module:
         """The SEINE network on its compute device, ready to run (called right before sampling)."""
 
 
@@ -54,9 +54,9 @@ class DiffusersSEINEBackend:
     @classmethod
     def from_files(cls, seine: str | Path, sd: str | Path, *, device: str | torch.device = "cpu",
                    dtype: torch.dtype = torch.float32) -> DiffusersSEINEBackend:
-        """SEINE from ``seine`` (see :func:`load_unet`); VAE and CLIP from ``sd``: a diffusers SD 1.4 folder
+        """SEINE from ``seine`` (see :func:`~.loading.load_seine_unet`); VAE and CLIP from ``sd``: a diffusers SD 1.4 folder
         (``vae/``, ``text_encoder/``, ``tokenizer/``) or an original-layout SD 1.x single file. Offline."""
-        unet = load_unet(seine, device=device, dtype=dtype)
+        unet = load_seine_unet(seine, device=device, dtype=dtype)
         root = Path(sd).expanduser()
         if root.is_dir():
             from diffusers import AutoencoderKL
@@ -94,5 +94,5 @@ class DiffusersSEINEBackend:
                              truncation=True, return_tensors="pt").input_ids
         return self.text_encoder(ids.to(self.text_encoder.device)).last_hidden_state.float()
 
-    def load_unet(self) -> torch.nn.Module:
+    def prepare_unet(self) -> torch.nn.Module:
         return self.unet

@@ -9,13 +9,14 @@ from pathlib import Path
 
 from ..errors import MVGInputError, MVGRuntimeError
 from ..io.files import OutputDir, read_image, write_png
+from .diffusion import SAMPLERS
 from .transition import (
     DEFAULT_CFG,
     DEFAULT_FRAMES,
     DEFAULT_PROMPT,
     DEFAULT_SAMPLER,
     DEFAULT_STEPS,
-    METHODS,
+    TRANSITION_METHODS,
 )
 
 DTYPES = ("fp32", "fp16", "bf16")
@@ -34,13 +35,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--keyframes", type=Path, nargs="+", required=True, help="two or more images, in order")
     run.add_argument("--out", type=Path, required=True, help="output folder (must be new or empty)")
     run.add_argument("--overwrite", action="store_true", help="allow a non-empty --out")
-    run.add_argument("--method", choices=METHODS, default="seine")
+    run.add_argument("--method", choices=TRANSITION_METHODS, default="seine")
     run.add_argument("--seine", type=Path, help="SEINE UNet checkpoint (.safetensors, or a weights-only .pt)")
     run.add_argument("--sd", type=Path, help="SD 1.4 for the VAE and CLIP: a diffusers folder or an SD 1.x .safetensors")
     run.add_argument("--frames", type=int, default=DEFAULT_FRAMES, help="frames per transition, keyframes included")
     run.add_argument("--steps", type=int, default=DEFAULT_STEPS)
     run.add_argument("--cfg", type=float, default=DEFAULT_CFG)
-    run.add_argument("--sampler", choices=("ddpm", "ddim"), default=DEFAULT_SAMPLER)
+    run.add_argument("--sampler", choices=SAMPLERS, default=DEFAULT_SAMPLER)
     run.add_argument("--seed", type=int, default=0, help="transition j uses seed + j - 1")
     run.add_argument("--prompt", default=DEFAULT_PROMPT)
     run.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")

@@ -1,6 +1,6 @@
 """Reading SEINE UNet checkpoints safely, and the one-time conversion of pickled ones to safetensors.
 
-:func:`load_unet` reads ``.safetensors`` (preferred) or a ``.pt/.pth/.ckpt/.bin`` holding ``ema`` (the official
+:func:`load_seine_unet` reads ``.safetensors`` (preferred) or a ``.pt/.pth/.ckpt/.bin`` holding ``ema`` (the official
 ``seine.pt``), ``state_dict``, ``model`` or a bare state dict, with ``torch.load(weights_only=True)``.
 It infers the architecture from the shapes, builds the network on the meta device (no memory, no random
 init) and assigns the checkpoint's tensors with strict key and shape checks. A pickle that needs more
@@ -124,7 +124,7 @@ def unet_from_state_dict(state: dict[str, torch.Tensor], *, device: str | torch.
     return model.eval().requires_grad_(False)
 
 
-def load_unet(path: str | os.PathLike, device: str | torch.device = "cpu",
+def load_seine_unet(path: str | os.PathLike, device: str | torch.device = "cpu",
               dtype: torch.dtype = torch.float32) -> UNet3DConditionModel:
     """The SEINE UNet in ``path`` (architecture inferred from its shapes), in eval mode on ``device``/``dtype``.
 

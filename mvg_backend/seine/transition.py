@@ -26,11 +26,11 @@ import torch
 from ..errors import MVGInputError, MVGRuntimeError
 from ..io import as_rgb_image
 from .backend import SEINEBackend
-from .diffusion import METHODS as SAMPLERS
+from .diffusion import SAMPLERS
 from .diffusion import respaced_timesteps, sample
 from .fallback import FALLBACK_METHODS, interpolate
 
-METHODS = ("seine", *FALLBACK_METHODS)
+TRANSITION_METHODS = ("seine", *FALLBACK_METHODS)
 DEFAULT_FRAMES, DEFAULT_STEPS, DEFAULT_CFG, DEFAULT_SAMPLER = 16, 250, 8.0, "ddpm"
 DEFAULT_PROMPT = "smooth transition"
 VAE_CHUNK = 4
@@ -41,7 +41,7 @@ ProgressCallback = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)
-class FrameRecord:
+class TransitionFrame:
     """What one output frame is: keyframe ``keyframe`` (0-based), or frame ``position`` of ``transition``."""
 
     index: int
@@ -54,10 +54,10 @@ class FrameRecord:
 
 @dataclass
 class TransitionResult:
-    """``frames`` float32 ``[T,H,W,3]`` in 0..1, one :class:`FrameRecord` per frame, notes and settings."""
+    """``frames`` float32 ``[T,H,W,3]`` in 0..1, one :class:`TransitionFrame` per frame, notes and settings."""
 
     frames: np.ndarray
-    records: list[FrameRecord]
+    records: list[TransitionFrame]
     notes: list[str] = field(default_factory=list)
     settings: dict[str, Any] = field(default_factory=dict)
 
@@ -139,8 +139,8 @@ def onelast_conditioning(first: torch.Tensor, last: torch.Tensor, grey: torch.Te
 
 
 def _check_settings(method: str, frames: int, steps: int, cfg: float, sampler: str, seed: int, vae_chunk: int) -> None:
-    if method not in METHODS:
-        raise MVGInputError(f"method={method!r}: use one of {METHODS}.")
+    if method not in TRANSITION_METHODS:
+        raise MVGInputError(f"method={method!r}: use one of {TRANSITION_METHODS}.")
     if not isinstance(frames, (int, np.integer)) or frames < 3:
         raise MVGInputError(
             f"frames={frames!r}: a transition needs at least 3 frames (both keyframes and one between); SEINE was "
@@ -175,7 +175,7 @@ def _seine_interiors(backend: SEINEBackend, keyframes: np.ndarray, *, frames: in
     pixels = torch.from_numpy(np.concatenate([keyframes, np.full_like(keyframes[:1], 0.5)]))
     latents = torch.cat([backend.encode_frames(pixels[i:i + vae_chunk]) for i in range(0, len(pixels), vae_chunk)])
 
-    unet = backend.load_unet()
+    unet = backend.prepare_unet()
     config, device = unet.config, unet.conv_in.weight.device
     if latents.shape[1] != config.latent_channels:
         raise MVGInputError(f"the VAE makes {latents.shape[1]}-channel latents but SEINE needs {config.latent_channels}: "
@@ -191,7 +191,7 @@ def _seine_interiors(backend: SEINEBackend, keyframes: np.ndarray, *, frames: in
         generator = torch.Generator("cpu").manual_seed((seed + j) % 2**64)
         mask, video = onelast_conditioning(latents[j], latents[j + 1], latents[-1], frames)
         noise = torch.randn(video.shape, generator=generator).to(device)
-        result = sample(unet, noise, mask, video, cond, uncond, steps=steps, cfg=cfg, method=sampler,
+        result = sample(unet, noise, mask, video, cond, uncond, steps=steps, cfg=cfg, sampler=sampler,
                         generator=generator, callback=lambda n, _total, j=j: report(j * steps + n))
         if not torch.isfinite(result).all():
             raise MVGRuntimeError(f"SEINE produced NaN/inf latents in transition {j + 1}: in fp16 try bf16 or fp32.")
@@ -238,13 +238,13 @@ def transition_frames(keyframes: Any, *, method: str = "seine", backend: SEINEBa
             if progress is not None:
                 progress(j + 1, k - 1)
 
-    out, records = [images[0]], [FrameRecord(0, "keyframe", keyframe=0)]
+    out, records = [images[0]], [TransitionFrame(0, "keyframe", keyframe=0)]
     for j in range(k - 1):
         seeded = (seed + j) % 2**64 if method == "seine" else None
         for p, frame in enumerate(inners[j], start=1):
-            records.append(FrameRecord(len(out), method, transition=j + 1, position=p, seed=seeded))
+            records.append(TransitionFrame(len(out), method, transition=j + 1, position=p, seed=seeded))
             out.append(frame)
-        records.append(FrameRecord(len(out), "keyframe", keyframe=j + 1))
+        records.append(TransitionFrame(len(out), "keyframe", keyframe=j + 1))
         out.append(images[j + 1])
     settings = dict(method=method, keyframes=k, frames=frames, steps=steps, cfg=cfg, sampler=sampler, seed=seed,
                     prompt=prompt, width=w, height=h)
