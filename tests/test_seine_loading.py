@@ -79,8 +79,8 @@ def test_converter_needs_the_flag_then_writes_a_loadable_safetensors(tmp_path, r
     with pytest.raises(MVGInputError, match="--trust-pickle"):
         convert_checkpoint(src, dst)
     assert not dst.exists()
-    config = convert_checkpoint(src, dst, trust_pickle=True)
-    assert config.block_out_channels == (32, 64)
+    resolved = convert_checkpoint(src, dst, trust_pickle=True)
+    assert resolved.config.block_out_channels == (32, 64)
     assert set(load_file(str(dst))) == set(reference[0])
     assert_same_model(load_seine_unet(dst), reference)
     with pytest.raises(MVGInputError, match="exists"):
@@ -103,7 +103,8 @@ def test_cli_convert(tmp_path, reference, capsys):
     assert "--trust-pickle" in capsys.readouterr().err
     assert seine_cli(["convert", str(src), str(tmp_path / "a.safetensors"), "--trust-pickle"]) == 0
     out = capsys.readouterr().out
-    assert "a.safetensors" in out and "block_out_channels (32, 64)" in out
+    assert "wrote " in out and "a.safetensors" in out and "widths (32, 64)" in out
+    assert "GroupNorm 32 groups" in out and "official SEINE values" in out
     assert_same_model(load_seine_unet(tmp_path / "a.safetensors"), reference)
 
 

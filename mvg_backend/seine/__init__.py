@@ -3,7 +3,9 @@
 A clean-room SEINE that loads the official weights:
 
 - ``load_seine_unet(path, device="cpu", dtype=torch.float32)``: the 3-D UNet (``unet.py``; its temporal
-  attention is in ``attention.py``), architecture inferred from the checkpoint (``config.py``);
+  attention is in ``attention.py``), architecture read from the checkpoint's shapes (``config.py``) and what
+  it declares about the rest, e.g. GroupNorm groups (``metadata.py``); ``read_seine_checkpoint(path).summary``
+  says where each value came from;
 - ``sample(unet, noise, mask, masked_video, cond, uncond, steps=, cfg=, sampler=, generator=)``: ADM's
   DDPM/DDIM with classifier-free guidance (``diffusion.py``);
 - ``transition_frames(keyframes, backend=..., ...)``: K keyframes -> K−1 chained transitions
@@ -18,9 +20,10 @@ from .config import SEINE_SD14, SEINEConfig, infer_config
 from .diffusion import SAMPLERS, RespacedSchedule, respaced_timesteps, sample
 from .fallback import crossfade, optical_flow_morph
 from .loading import (
+                         SEINECheckpoint,
                          convert_checkpoint,
                          load_seine_unet,
-                         read_state_dict,
+                         read_seine_checkpoint,
                          unet_from_state_dict,
 )
 from .transition import (
@@ -39,8 +42,8 @@ from .unet import UNet3DConditionModel
 
 __all__ = [
     "DEFAULT_CFG", "DEFAULT_FRAMES", "DEFAULT_PROMPT", "DEFAULT_SAMPLER", "DEFAULT_STEPS", "LATENT_SCALE", "SAMPLERS",
-    "SEINE_SD14", "TRANSITION_METHODS", "DiffusersSEINEBackend", "RespacedSchedule", "SEINEBackend", "SEINEConfig",
-    "TransitionFrame", "TransitionResult", "UNet3DConditionModel", "convert_checkpoint", "crossfade", "infer_config",
-    "load_seine_unet", "onelast_conditioning", "optical_flow_morph", "read_state_dict", "respaced_timesteps", "sample",
-    "transition_frames", "unet_from_state_dict",
+    "SEINE_SD14", "TRANSITION_METHODS", "DiffusersSEINEBackend", "RespacedSchedule", "SEINEBackend", "SEINECheckpoint",
+    "SEINEConfig", "TransitionFrame", "TransitionResult", "UNet3DConditionModel", "convert_checkpoint", "crossfade",
+    "infer_config", "load_seine_unet", "onelast_conditioning", "optical_flow_morph", "read_seine_checkpoint",
+    "respaced_timesteps", "sample", "transition_frames", "unet_from_state_dict",
 ]

@@ -85,9 +85,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "convert":
             from .loading import convert_checkpoint
 
-            config = convert_checkpoint(args.src, args.dst, trust_pickle=args.trust_pickle)
-            print(f"wrote {args.dst}: SEINE UNet, block_out_channels {config.block_out_channels}, "
-                  f"in_channels {config.in_channels}, cross_attention_dim {config.cross_attention_dim}")
+            resolved = convert_checkpoint(args.src, args.dst, trust_pickle=args.trust_pickle)
+            print(f"wrote {args.dst}, with this architecture in its metadata:\n{resolved.summary}")
             return 0
         return _transition(args)
     except (MVGInputError, MVGRuntimeError) as exc:
