@@ -17,8 +17,10 @@ from ..mvg_backend.seine import (
     DEFAULT_CFG,
     DEFAULT_FRAMES,
     DEFAULT_PROMPT,
+    DEFAULT_RESOLUTION,
     DEFAULT_SAMPLER,
     DEFAULT_STEPS,
+    RESOLUTIONS,
     SAMPLERS,
     TRANSITION_METHODS,
     transition_frames,
@@ -117,9 +119,17 @@ class SEINETransition(io.ComfyNode):
                 io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
                              tooltip="Transition k uses seed + k - 1."),
                 io.String.Input("prompt", default=DEFAULT_PROMPT, multiline=True, dynamic_prompts=False,
-                                tooltip="SEINE's text condition (official: 'smooth transition')."),
+                                tooltip="SEINE's text condition. The default is the official script's effective "
+                                        "prompt: its text_prompt 'smooth transition' joined to its additional_prompt "
+                                        "'smooth transition.' with no space between."),
                 io.Combo.Input("method", options=list(TRANSITION_METHODS), default="seine",
                                tooltip="seine needs a SEINE model; optical_flow and crossfade need none."),
+                # appended last (widgets_values are positional), optional so older API prompts still validate
+                io.Combo.Input("resolution", options=list(RESOLUTIONS), default=DEFAULT_RESOLUTION, optional=True,
+                               tooltip="Where SEINE works. 512 (official): both keyframes stretched to 512x512 as "
+                                       "the official script does, and the frames resized back to the keyframes' "
+                                       "size. native: at the keyframes' own size (faster for small images, but "
+                                       "SEINE was trained at 512). The fallbacks always work at native size."),
             ],
             outputs=[
                 io.Image.Output(display_name="frames"),
@@ -129,7 +139,8 @@ class SEINETransition(io.ComfyNode):
 
     @classmethod
     def execute(cls, keyframes: torch.Tensor, vae: Any, clip: Any, frames: int, steps: int, cfg: float, sampler: str,
-                seed: int, prompt: str, method: str, seine_model: SEINEModel | None = None) -> io.NodeOutput:
+                seed: int, prompt: str, method: str, seine_model: SEINEModel | None = None,
+                resolution: str = DEFAULT_RESOLUTION) -> io.NodeOutput:
         pbar = comfy.utils.ProgressBar(1)
 
         def progress(done: int, total: int) -> None:
@@ -140,7 +151,8 @@ class SEINETransition(io.ComfyNode):
         if seine_model is not None:
             backend = ComfySEINEBackend(vae, clip, seine_model.patcher, model_summary=seine_model.summary)
         result = transition_frames(keyframes, method=method, backend=backend, frames=frames, steps=steps, cfg=cfg,
-                                   sampler=sampler, seed=seed, prompt=prompt, progress=progress)
+                                   sampler=sampler, seed=seed, prompt=prompt, resolution=resolution,
+                                   progress=progress)
         summary = result.summary
         if seine_model is not None and result.settings["method"] == "seine":
             summary = f"SEINE model: {seine_model.name}\n{summary}"

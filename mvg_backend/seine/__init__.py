@@ -30,8 +30,11 @@ from .transition import (
                          DEFAULT_CFG,
                          DEFAULT_FRAMES,
                          DEFAULT_PROMPT,
+                         DEFAULT_RESOLUTION,
                          DEFAULT_SAMPLER,
                          DEFAULT_STEPS,
+                         OFFICIAL_SIZE,
+                         RESOLUTIONS,
                          TRANSITION_METHODS,
                          TransitionFrame,
                          TransitionResult,
@@ -41,9 +44,10 @@ from .transition import (
 from .unet import UNet3DConditionModel
 
 __all__ = [
-    "DEFAULT_CFG", "DEFAULT_FRAMES", "DEFAULT_PROMPT", "DEFAULT_SAMPLER", "DEFAULT_STEPS", "LATENT_SCALE", "SAMPLERS",
-    "SEINE_SD14", "TRANSITION_METHODS", "DiffusersSEINEBackend", "RespacedSchedule", "SEINEBackend", "SEINECheckpoint",
-    "SEINEConfig", "TransitionFrame", "TransitionResult", "UNet3DConditionModel", "convert_checkpoint", "crossfade",
-    "infer_config", "load_seine_unet", "onelast_conditioning", "optical_flow_morph", "read_seine_checkpoint",
-    "respaced_timesteps", "sample", "transition_frames", "unet_from_state_dict",
+    "DEFAULT_CFG", "DEFAULT_FRAMES", "DEFAULT_PROMPT", "DEFAULT_RESOLUTION", "DEFAULT_SAMPLER", "DEFAULT_STEPS",
+    "LATENT_SCALE", "OFFICIAL_SIZE", "RESOLUTIONS", "SAMPLERS", "SEINE_SD14", "TRANSITION_METHODS",
+    "DiffusersSEINEBackend", "RespacedSchedule", "SEINEBackend", "SEINECheckpoint", "SEINEConfig", "TransitionFrame",
+    "TransitionResult", "UNet3DConditionModel", "convert_checkpoint", "crossfade", "infer_config", "load_seine_unet",
+    "onelast_conditioning", "optical_flow_morph", "read_seine_checkpoint", "respaced_timesteps", "sample",
+    "transition_frames", "unet_from_state_dict",
 ]

@@ -14,8 +14,10 @@ from .transition import (
     DEFAULT_CFG,
     DEFAULT_FRAMES,
     DEFAULT_PROMPT,
+    DEFAULT_RESOLUTION,
     DEFAULT_SAMPLER,
     DEFAULT_STEPS,
+    RESOLUTIONS,
     TRANSITION_METHODS,
 )
 
@@ -25,7 +27,9 @@ DTYPES = ("fp32", "fp16", "bf16")
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m mvg_backend.seine", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    convert = sub.add_parser("convert", help="convert a trusted pickled SEINE checkpoint (seine.pt) to .safetensors once")
+    convert = sub.add_parser("convert", help="convert a trusted pickled SEINE checkpoint (seine.pt) to .safetensors once; "
+                             "the architecture (GroupNorm groups and eps: from the .pt's config entry, a <stem>.json "
+                             "beside it, or the official values) goes into the header")
     convert.add_argument("src", type=Path, help="the .pt/.pth/.ckpt file (e.g. the official seine.pt)")
     convert.add_argument("dst", type=Path, help="the .safetensors file to write")
     convert.add_argument("--trust-pickle", action="store_true",
@@ -43,7 +47,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--cfg", type=float, default=DEFAULT_CFG)
     run.add_argument("--sampler", choices=SAMPLERS, default=DEFAULT_SAMPLER)
     run.add_argument("--seed", type=int, default=0, help="transition j uses seed + j - 1")
-    run.add_argument("--prompt", default=DEFAULT_PROMPT)
+    run.add_argument("--prompt", default=DEFAULT_PROMPT,
+                     help="SEINE's text condition; the default is the official script's effective prompt (its "
+                          "'smooth transition' + 'smooth transition.', joined without a space)")
+    run.add_argument("--resolution", choices=RESOLUTIONS, default=DEFAULT_RESOLUTION,
+                     help="where SEINE works: 512x512 like the official script (frames resized back to the keyframes' "
+                          "size), or the keyframes' native size")
     run.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
     run.add_argument("--dtype", choices=DTYPES, default="fp32")
     return parser
@@ -68,7 +77,7 @@ def _transition(args: argparse.Namespace) -> int:
 
         result = transition_frames(keyframes, method=args.method, backend=backend, frames=args.frames,
                                    steps=args.steps, cfg=args.cfg, sampler=args.sampler, seed=args.seed,
-                                   prompt=args.prompt, progress=progress)
+                                   prompt=args.prompt, resolution=args.resolution, progress=progress)
         print(file=sys.stderr)
         (out / "frames").mkdir()
         for i, frame in enumerate(result.frames):
