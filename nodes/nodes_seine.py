@@ -59,9 +59,9 @@ class SEINELoader(io.ComfyNode):
             display_name="MVG SEINE Loader",
             category="MVG",
             description="Loads SEINE's video UNet (Vchitect/SEINE seine.pt, converted once to .safetensors) from "
-                        "models/seine for MVG SEINE Transition. Widths and heads come from the tensor shapes; GroupNorm "
-                        "groups and eps from the file's metadata, a <name>.json beside it, or else the official "
-                        "SEINE values. The summary says which.",
+                        "models/seine for MVG SEINE Transition. Widths and heads come from the tensor shapes; "
+                        "GroupNorm groups and eps from the file's metadata, a <name>.json beside it, or else the "
+                        "official SEINE values. The summary says which.",
             inputs=[
                 io.Combo.Input("seine_name", options=seine_files(),
                                tooltip="A file in models/seine. A pickled seine.pt must be converted once: "

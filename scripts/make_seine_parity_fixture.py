@@ -27,6 +27,10 @@ What it writes (the cases, sizes and seeds are in tests/fixtures/seine_parity.py
 
 At the end it replays everything with this pack's loader, UNet and sampler and prints the largest
 differences (what tests/test_seine_parity.py then checks on every run).
+
+``--check-sd14`` writes nothing: it builds the official model in the full SD 1.4 configuration (909 M
+parameters, random weights), runs it and this pack's UNet on one input (16 frames of 8x8 latents, batch 2)
+and prints the largest eps difference. About 8 GB of memory and a few minutes on one CPU core.
 """
 
 from __future__ import annotations
@@ -164,7 +168,7 @@ def replay(outputs: dict[str, torch.Tensor], out_dir: Path) -> dict[str, float]:
     diffs: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
         g32 = Path(tmp) / "tiny_seine_g32.safetensors"
-        save_file(g32_weights(), str(g32))
+        save_file(P.g32_weights(), str(g32))
         nets = {"g32": load_seine_unet(g32), "g8": load_seine_unet(out_dir / P.G8_CHECKPOINT.name)}
     for case, net in nets.items():
         eps = net(outputs["eps.sample"], outputs["eps.timesteps"], outputs["eps.text"])
@@ -190,16 +194,23 @@ def replay(outputs: dict[str, torch.Tensor], out_dir: Path) -> dict[str, float]:
     return diffs
 
 
-def g32_weights() -> dict[str, torch.Tensor]:
-    from mvg_backend.seine import SEINEConfig, UNet3DConditionModel
+def check_sd14(OfficialUNet) -> None:
+    """eps of the official model and of ours in the full SD 1.4 configuration, same random weights."""
+    from mvg_backend.seine import unet_from_state_dict
 
-    c = P.OFFICIAL_CONFIGS["g32"]
-    config = SEINEConfig(block_out_channels=tuple(c["block_out_channels"]), down_block_types=tuple(c["down_block_types"]),
-                         up_block_types=tuple(c["up_block_types"]), layers_per_block=c["layers_per_block"],
-                         attention_heads=tuple(c["attention_head_dim"]), cross_attention_dim=c["cross_attention_dim"])
-    with torch.device("meta"):
-        shapes = {k: tuple(v.shape) for k, v in UNet3DConditionModel(config).state_dict().items()}
-    return P.parity_weights(shapes, P.WEIGHT_SEEDS["g32"])
+    model = OfficialUNet(in_channels=9, out_channels=4, attention_head_dim=8, cross_attention_dim=768,
+                         block_out_channels=(320, 640, 1280, 1280)).eval()
+    shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    model.load_state_dict(P.parity_weights(shapes, seed=14), strict=True)
+    ours = unet_from_state_dict(dict(model.state_dict()))  # shares the tensors: no second copy
+    rng = np.random.RandomState(P.INPUT_SEED)
+    x = torch.from_numpy(rng.standard_normal(size=(2, 9, 16, 8, 8)).astype(np.float32))
+    text = torch.from_numpy(rng.standard_normal(size=(2, 77, 768)).astype(np.float32))
+    t = torch.tensor(P.EPS_TIMESTEPS)
+    official = model(x, t, text).sample
+    eps = ours(x, t, text)
+    print(f"SD 1.4 configuration: {len(shapes)} keys, {sum(p.numel() for p in ours.parameters()):,} parameters; "
+          f"eps max |official| {official.abs().max():.3f}, largest difference {(eps - official).abs().max():.2e}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -207,8 +218,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--official", type=Path, required=True, help="a checkout of github.com/Vchitect/SEINE")
     parser.add_argument("--out", type=Path, default=P.FIXTURE_DIR)
     parser.add_argument("--force", action="store_true", help="overwrite an existing fixture")
+    parser.add_argument("--check-sd14", action="store_true",
+                        help="write nothing; compare eps in the full SD 1.4 configuration (about 8 GB, minutes)")
     args = parser.parse_args(argv)
     official_root = args.official.expanduser().resolve()
+    if args.check_sd14:
+        torch.set_grad_enabled(False)
+        torch.set_num_threads(1)
+        check_sd14(import_official(official_root)[0])
+        return 0
     if (args.out / P.OUTPUTS.name).exists() and not args.force:
         sys.exit(f"{args.out / P.OUTPUTS.name} exists; pass --force to overwrite")
     torch.set_grad_enabled(False)
@@ -224,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     shapes = {k: tuple(v.shape) for k, v in OfficialUNet(**P.OFFICIAL_CONFIGS["g8"]).state_dict().items()}
     g8 = {k: (v if k.endswith("rotary_emb.freqs") else v.to(torch.float8_e4m3fn))
           for k, v in P.parity_weights(shapes, P.WEIGHT_SEEDS["g8"]).items()}
-    weights = {"g32": g32_weights(), "g8": g8}
+    weights = {"g32": P.g32_weights(), "g8": g8}
     official_shapes = {k: tuple(v.shape) for k, v in OfficialUNet(**P.OFFICIAL_CONFIGS["g32"]).state_dict().items()}
     assert official_shapes == {k: tuple(v.shape) for k, v in weights["g32"].items()}, "g32: key/shape mismatch"
 
@@ -232,8 +250,8 @@ def main(argv: list[str] | None = None) -> int:
     for case in ("g32", "g8"):
         model = official_model(OfficialUNet, case, weights[case])
         if case == "g8":
-            write_g8_checkpoint(weights["g8"], {k: (list(v) if isinstance(v, tuple) else v)
-                                                for k, v in dict(model.config).items()}, args.out / P.G8_CHECKPOINT.name)
+            official_config = {k: (list(v) if isinstance(v, tuple) else v) for k, v in dict(model.config).items()}
+            write_g8_checkpoint(weights["g8"], official_config, args.out / P.G8_CHECKPOINT.name)
         outputs[f"{case}.eps"] = model(x["eps.sample"], x["eps.timesteps"], x["eps.text"]).sample
         for sampler, steps in P.TRAJECTORIES[case]:
             trajectory, called = official_trajectory(model, create_diffusion, sampler, steps, x)

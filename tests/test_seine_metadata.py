@@ -61,18 +61,21 @@ def test_groups_from_the_safetensors_metadata_written_by_the_converter(tmp_path,
     torch.save({"ema": state_of(net8), "config": {"norm_num_groups": 8, "_class_name": "UNet3DConditionModel"},
                 "args": argparse.Namespace(num_frames=16)}, str(src))
     resolved = convert_checkpoint(src, tmp_path / "seine.safetensors", trust_pickle=True)
-    assert resolved.config.norm_num_groups == 8 and resolved.origins["norm_num_groups"] == "the 'config' entry of 'seine.pt'"
+    assert resolved.config.norm_num_groups == 8
+    assert resolved.origins["norm_num_groups"] == "the 'config' entry of 'seine.pt'"
     with safe_open(str(tmp_path / "seine.safetensors"), framework="pt") as f:
         metadata = f.metadata()
     written = json.loads(metadata["mvg_seine_config"])
     assert written["norm_num_groups"] == 8 and written["norm_eps"] == 1e-5 and written["attention_head_dim"] == [1, 2]
     assert "norm_num_groups=8: declared in the 'config' entry of 'seine.pt'" in metadata["mvg_seine_config_source"]
-    assert "norm_eps=1e-05, relative_position_max_distance=32: official SEINE values" in metadata["mvg_seine_config_source"]
+    assert ("norm_eps=1e-05, relative_position_max_distance=32: official SEINE values"
+            in metadata["mvg_seine_config_source"])
 
     checkpoint = read_seine_checkpoint(tmp_path / "seine.safetensors")
     assert checkpoint.config == GROUPS_8
     summary = checkpoint.summary
-    assert "GroupNorm 8 groups, eps 1e-05, relative-position max distance 32 declared in the safetensors metadata" in summary
+    assert ("GroupNorm 8 groups, eps 1e-05, relative-position max distance 32 declared in the safetensors metadata"
+            in summary)
     assert "the converter noted: converted from 'seine.pt'" in summary
     net = load_seine_unet(tmp_path / "seine.safetensors")
     assert net.config.norm_num_groups == 8
@@ -111,7 +114,8 @@ def test_without_any_declaration_the_official_values_are_used_and_said(tmp_path,
         "GroupNorm 32 groups, eps 1e-05, relative-position max distance 32: official SEINE values (the checkpoint "
         "declares none: no architecture in its safetensors metadata, no bare.json beside it).")
     torch.save(state_of(net8), str(tmp_path / "bare.pt"))
-    assert "no 'config'/'model_config' entry, no bare.json beside it" in read_seine_checkpoint(tmp_path / "bare.pt").summary
+    summary = read_seine_checkpoint(tmp_path / "bare.pt").summary
+    assert "no 'config'/'model_config' entry, no bare.json beside it" in summary
 
 
 def test_metadata_and_sidecar_are_merged_and_must_agree(tmp_path, net8):
@@ -169,12 +173,13 @@ def test_unreadable_declarations(tmp_path, net8):
 
 
 def test_the_official_diffusers_config_describes_the_official_shapes():
-    """SD 1.4's UNet config.json (SEINE's source of truth) as a sidecar: consistent with the manifest's shapes."""
+    """The official model's config (SD 1.4's UNet config.json as SEINE rewrites it: 3-D blocks, 9 input channels)
+    as a declaration: consistent with the official shapes; a per-level list that repeats one value is fine."""
     from test_seine_model import MANIFEST
 
     shapes = {k: tuple(v) for k, v in json.loads(MANIFEST.read_text())["params"].items()}
     official = {
-        "_class_name": "UNet2DConditionModel", "_diffusers_version": "0.2.2", "act_fn": "silu", "attention_head_dim": 8,
+        "_class_name": "UNet3DConditionModel", "_diffusers_version": "0.2.2", "act_fn": "silu", "attention_head_dim": 8,
         "block_out_channels": [320, 640, 1280, 1280], "center_input_sample": False, "cross_attention_dim": 768,
         "down_block_types": ["CrossAttnDownBlock3D", "CrossAttnDownBlock3D", "CrossAttnDownBlock3D", "DownBlock3D"],
         "downsample_padding": 1, "flip_sin_to_cos": True, "freq_shift": 0, "in_channels": 9, "layers_per_block": 2,
@@ -182,8 +187,12 @@ def test_the_official_diffusers_config_describes_the_official_shapes():
         "up_block_types": ["UpBlock3D", "CrossAttnUpBlock3D", "CrossAttnUpBlock3D", "CrossAttnUpBlock3D"],
         "use_first_frame": False, "num_frames": 16,
     }
+    official["transformer_layers_per_block"] = [1, 1, 1, 1]
     resolved = resolve_config(shapes, [Declaration("config.json", official)], "seine.pt")
     assert resolved.config == SEINE_SD14
     assert resolved.ignored == ("num_frames",) and "Ignored declared keys: num_frames." in resolved.summary
     with pytest.raises(MVGInputError, match="in_channels = 4, but the tensor shapes show 9"):
         resolve_config(shapes, [Declaration("config.json", {**official, "in_channels": 4})], "seine.pt")
+    with pytest.raises(MVGInputError, match=r"transformer_layers_per_block = \[1, 2, 1, 1\], but the tensor shapes show 1"):
+        resolve_config(shapes, [Declaration("config.json", {**official, "transformer_layers_per_block": [1, 2, 1, 1]})],
+                       "seine.pt")

@@ -38,15 +38,7 @@ def official():
 @pytest.fixture(scope="module")
 def g32_path(tmp_path_factory):
     """The g32 weights, regenerated from their seed, as a bare safetensors file (declaring nothing)."""
-    from test_seine_model import meta_shapes
-
-    from mvg_backend.seine import SEINEConfig
-
-    c = P.OFFICIAL_CONFIGS["g32"]
-    config = SEINEConfig(block_out_channels=tuple(c["block_out_channels"]), down_block_types=tuple(c["down_block_types"]),
-                         up_block_types=tuple(c["up_block_types"]), layers_per_block=c["layers_per_block"],
-                         attention_heads=tuple(c["attention_head_dim"]), cross_attention_dim=c["cross_attention_dim"])
-    weights = P.parity_weights(meta_shapes(config), P.WEIGHT_SEEDS["g32"])
+    weights = P.g32_weights()
     assert P.weights_digest(weights) == P.load_manifest()["g32_weights_sha256"], \
         "parity_weights no longer regenerates the recorded g32 weights: rerun scripts/make_seine_parity_fixture.py"
     path = tmp_path_factory.mktemp("parity") / "tiny_seine_g32.safetensors"

@@ -71,8 +71,8 @@ def test_seine_conditioning_reaches_the_unet(backend):
     original = unet.forward
     unet.forward = lambda s, t, c: calls.append((s.clone(), c.clone())) or original(s, t, c)
     try:
-        transition_frames(keyframes(), backend=backend, frames=4, steps=2, cfg=3.0, sampler="ddim", prompt="a lesion grows",
-                          resolution="native")
+        transition_frames(keyframes(), backend=backend, frames=4, steps=2, cfg=3.0, sampler="ddim",
+                          prompt="a lesion grows", resolution="native")
     finally:
         del unet.forward
     sample_in, text = calls[0]
@@ -112,7 +112,8 @@ def test_chaining_frame_counts_without_duplicate_keyframes(k, frames):
 
 
 def test_seine_chains_with_one_seed_per_transition(backend):
-    res = transition_frames(keyframes(3), backend=backend, frames=3, steps=2, sampler="ddim", seed=5, resolution="native")
+    res = transition_frames(keyframes(3), backend=backend, frames=3, steps=2, sampler="ddim", seed=5,
+                            resolution="native")
     assert len(res.frames) == 5
     assert [r.seed for r in res.records] == [None, 5, None, 6, None]
     for r, kf in zip([res.records[0], res.records[2], res.records[4]], keyframes(3)):

@@ -56,7 +56,8 @@ class SEINEConfig:
         if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
             raise ValueError(f"norm_num_groups must be a positive integer, not {groups!r}")
         if any(channels % groups for channels in self.block_out_channels):
-            raise ValueError(f"norm_num_groups {groups} does not divide every level's channels {self.block_out_channels}")
+            raise ValueError(f"norm_num_groups {groups} does not divide every level's channels "
+                             f"{self.block_out_channels}")
         if isinstance(self.norm_eps, bool) or not isinstance(self.norm_eps, (int, float)) or not 0 < self.norm_eps < 1:
             raise ValueError(f"norm_eps must be a small positive number, not {self.norm_eps!r}")
         if self.relative_position_max_distance <= self.relative_position_buckets // 4:

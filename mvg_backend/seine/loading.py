@@ -85,7 +85,8 @@ def pickled_declarations(obj: Any, name: str) -> list[Declaration]:
     """The ``config`` / ``model_config`` entries beside the state dict of a loaded ``.pt``."""
     if not isinstance(obj, Mapping) or not any(isinstance(obj.get(k), Mapping) for k in STATE_DICT_KEYS):
         return []  # a bare state dict declares nothing
-    return [declaration_from_mapping(obj[key], f"the {key!r} entry of {name!r}") for key in CONFIG_ENTRIES if key in obj]
+    return [declaration_from_mapping(obj[key], f"the {key!r} entry of {name!r}")
+            for key in CONFIG_ENTRIES if key in obj]
 
 
 def safetensors_declarations(metadata: Mapping[str, str] | None, name: str) -> list[Declaration]:

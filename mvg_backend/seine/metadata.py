@@ -217,8 +217,8 @@ def resolve_config(shapes: Mapping[str, Sequence[int]], declarations: Sequence[D
                 value_list = value if isinstance(value, list) else [value] * len(shown)
                 if not _same(value_list, list(shown)):
                     raise contradiction(key, value, list(shown))
-            elif not _same(value, shown):
-                raise contradiction(key, value, shown)
+            elif not _same(value, [shown] * len(value) if isinstance(value, list) else shown):
+                raise contradiction(key, value, shown)  # a per-level list must repeat the one value
 
     head_key = next((k for k in HEAD_KEYS if declared.get(k) is not None), None)
     if head_key is not None:
@@ -280,7 +280,8 @@ def _summary(name: str, config: SEINEConfig, origins: Mapping[str, str], declara
               f"text dim {config.cross_attention_dim} (from the tensor shapes)")
     values = {"norm_num_groups": f"GroupNorm {config.norm_num_groups} groups",
               "norm_eps": f"eps {config.norm_eps:g}",
-              "relative_position_max_distance": f"relative-position max distance {config.relative_position_max_distance}"}
+              "relative_position_max_distance":
+                  f"relative-position max distance {config.relative_position_max_distance}"}
     by_source: dict[str, list[str]] = {}
     for key in SHAPE_INVISIBLE:
         by_source.setdefault(origins[key], []).append(values[key])
@@ -310,7 +311,7 @@ def describe_origins(origins: Mapping[str, str], config: SEINEConfig) -> str:
     by_source: dict[str, list[str]] = {}
     for key in SHAPE_INVISIBLE:
         by_source.setdefault(origins[key], []).append(f"{key}={getattr(config, key)!r}")
-    return "; ".join(
-        f"{', '.join(items)}: " + ("official SEINE values (not declared)" if src == "official" else f"declared in {src}")
-        for src, items in by_source.items()
-    )
+    def where(source: str) -> str:
+        return "official SEINE values (not declared)" if source == "official" else f"declared in {source}"
+
+    return "; ".join(f"{', '.join(items)}: {where(source)}" for source, items in by_source.items())

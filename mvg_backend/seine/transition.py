@@ -31,8 +31,7 @@ import torch
 from ..errors import MVGInputError, MVGRuntimeError
 from ..io import as_rgb_image
 from .backend import SEINEBackend
-from .diffusion import SAMPLERS
-from .diffusion import respaced_timesteps, sample
+from .diffusion import SAMPLERS, respaced_timesteps, sample
 from .fallback import FALLBACK_METHODS, interpolate
 
 TRANSITION_METHODS = ("seine", *FALLBACK_METHODS)
