@@ -193,6 +193,7 @@ def test_the_official_diffusers_config_describes_the_official_shapes():
     assert resolved.ignored == ("num_frames",) and "Ignored declared keys: num_frames." in resolved.summary
     with pytest.raises(MVGInputError, match="in_channels = 4, but the tensor shapes show 9"):
         resolve_config(shapes, [Declaration("config.json", {**official, "in_channels": 4})], "seine.pt")
-    with pytest.raises(MVGInputError, match=r"transformer_layers_per_block = \[1, 2, 1, 1\], but the tensor shapes show 1"):
+    with pytest.raises(MVGInputError,
+                       match=r"transformer_layers_per_block = \[1, 2, 1, 1\], but the tensor shapes show 1"):
         resolve_config(shapes, [Declaration("config.json", {**official, "transformer_layers_per_block": [1, 2, 1, 1]})],
                        "seine.pt")
