@@ -132,8 +132,8 @@ def test_metadata_and_sidecar_are_merged_and_must_agree(tmp_path, net8):
 
 
 @pytest.mark.parametrize("declared,message", [
-    ({"norm_num_groups": 12}, r"contradicts the tensor shapes: norm_num_groups 12 does not divide every level's "
-                              r"channels \(32, 64\)"),
+    ({"norm_num_groups": 12}, r"declared in the 'config' entry of 'bad.pt' contradicts the tensor shapes: "
+                              r"norm_num_groups 12 does not divide every level's channels \(32, 64\)"),
     ({"norm_num_groups": 0}, "norm_num_groups must be a positive integer"),
     ({"norm_num_groups": "8"}, "declares norm_num_groups = '8'; it must be a whole number"),
     ({"norm_eps": -1}, "norm_eps must be a small positive number"),
@@ -154,6 +154,17 @@ def test_declarations_that_contradict_the_shapes_or_the_network_are_refused(tmp_
     with pytest.raises(MVGInputError, match=message) as err:
         read_seine_checkpoint(tmp_path / "bad.pt")
     assert type(err.value) is MVGInputError and "'bad.pt'" in str(err.value)
+
+
+def test_official_values_that_do_not_fit_ask_for_a_declaration(tmp_path):
+    """Widths of 48 have no room for 32 groups: without a declaration the loader says what to add."""
+    config = replace(TINY_SEINE, block_out_channels=(48, 96), norm_num_groups=16, attention_heads=(1, 3))
+    save_file(make_tiny_seine(0, config=config).state_dict(), str(tmp_path / "w48.safetensors"))
+    with pytest.raises(MVGInputError, match=r"the official SEINE values do not fit its tensor shapes \(norm_num_groups "
+                                            r"32 does not divide .* \(48, 96\)\).*in a <name>.json beside it"):
+        read_seine_checkpoint(tmp_path / "w48.safetensors")
+    (tmp_path / "w48.json").write_text(json.dumps({"norm_num_groups": 16}))
+    assert read_seine_checkpoint(tmp_path / "w48.safetensors").config == config
 
 
 def test_unreadable_declarations(tmp_path, net8):

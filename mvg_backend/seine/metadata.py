@@ -262,10 +262,14 @@ def resolve_config(shapes: Mapping[str, Sequence[int]], declarations: Sequence[D
     try:
         config = SEINEConfig(**{**fields, **invisible})
     except ValueError as exc:
-        declared_here = [k for k in SHAPE_INVISIBLE if origins[k] != "official"]
-        where = f" ({', '.join(sorted({origins[k] for k in declared_here}))})" if declared_here else ""
+        declared_here = sorted({origins[k] for k in SHAPE_INVISIBLE if origins[k] != "official"})
+        if declared_here:
+            raise MVGInputError(f"SEINE checkpoint {name!r}: the architecture declared in {', '.join(declared_here)} "
+                                f"contradicts the tensor shapes: {exc}.") from None
         raise MVGInputError(
-            f"SEINE checkpoint {name!r}: the declared architecture{where} contradicts the tensor shapes: {exc}."
+            f"SEINE checkpoint {name!r}: the official SEINE values do not fit its tensor shapes ({exc}), and it "
+            "declares nothing else. Declare the values it was trained with (e.g. norm_num_groups) in a <name>.json "
+            "beside it."
         ) from None
 
     known = set(SHAPE_INVISIBLE) | set(SHAPE_VISIBLE) | set(HEAD_KEYS) | set(IMPLEMENTED) | IGNORED
