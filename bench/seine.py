@@ -77,7 +77,7 @@ def step_times(unet: torch.nn.Module, latent: int, steps: int) -> list[float]:
     """Wall time of each DDIM step of one ``sample`` call (CFG batch 2)."""
     noise, mask, video, cond, uncond = conditioning(latent)
     stamps = [time.perf_counter()]
-    sample(unet, noise, mask, video, cond, uncond, steps=steps, cfg=8.0, method="ddim",
+    sample(unet, noise, mask, video, cond, uncond, steps=steps, cfg=8.0, sampler="ddim",
            callback=lambda done, total: stamps.append(time.perf_counter()))
     return [b - a for a, b in itertools.pairwise(stamps)]
 
@@ -138,10 +138,10 @@ class CountingUNet(torch.nn.Module):
         return 0.1 * sample_in[:, :4]
 
 
-def count_evaluations(method: str, steps: int) -> tuple[int, int]:
+def count_evaluations(sampler: str, steps: int) -> tuple[int, int]:
     unet = CountingUNet()
     noise, mask, video, cond, uncond = conditioning(4)
-    sample(unet, noise, mask, video, cond, uncond, steps=steps, method=method, generator=torch.Generator().manual_seed(0))
+    sample(unet, noise, mask, video, cond, uncond, steps=steps, sampler=sampler, generator=torch.Generator().manual_seed(0))
     return unet.calls, unet.samples
 
 
@@ -181,9 +181,9 @@ def main() -> None:
 
     print("4. UNet evaluations per transition (CFG: each evaluation carries cond and uncond):")
     ddpm_calls, _ = count_evaluations("ddpm", 250)
-    for method, steps in (("ddpm", 250), ("ddim", 50), ("ddim", 25)):
-        calls, samples = count_evaluations(method, steps)
-        print(f"   {method}-{steps}: {calls} evaluations ({samples} batch items), ~{calls * step / 60:.1f} min at "
+    for sampler, steps in (("ddpm", 250), ("ddim", 50), ("ddim", 25)):
+        calls, samples = count_evaluations(sampler, steps)
+        print(f"   {sampler}-{steps}: {calls} evaluations ({samples} batch items), ~{calls * step / 60:.1f} min at "
               f"part 1's step time; DDPM-250 / this = {ddpm_calls / calls:.0f}x")
     print(f"load average after: {os.getloadavg()[0]:.2f}")
 

@@ -24,8 +24,8 @@ CLIP_TOKENS = 77
 class ComfySEINEBackend:
     """Implements ``mvg_backend.seine.SEINEBackend`` with ComfyUI objects."""
 
-    def __init__(self, vae: Any, clip: Any, patcher: Any) -> None:
-        self.notes: list[str] = []
+    def __init__(self, vae: Any, clip: Any, patcher: Any, model_summary: str = "") -> None:
+        self.notes: list[str] = [model_summary] if model_summary else []
         skip = getattr(clip, "layer_idx", None)
         if skip is not None and skip != -1:
             clip = clip.clone()
@@ -49,6 +49,6 @@ class ComfySEINEBackend:
                               f"{CLIP_TOKENS}, as its own text encoder does.")
         return cond[:, :CLIP_TOKENS]
 
-    def load_unet(self) -> torch.nn.Module:
+    def prepare_unet(self) -> torch.nn.Module:
         comfy.model_management.load_models_gpu([self.patcher], force_full_load=True)
         return self.patcher.model

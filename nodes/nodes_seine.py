@@ -17,12 +17,15 @@ from ..mvg_backend.seine import (
     DEFAULT_CFG,
     DEFAULT_FRAMES,
     DEFAULT_PROMPT,
+    DEFAULT_RESOLUTION,
     DEFAULT_SAMPLER,
     DEFAULT_STEPS,
-    METHODS,
+    RESOLUTIONS,
+    SAMPLERS,
+    TRANSITION_METHODS,
     transition_frames,
 )
-from ..mvg_backend.seine.loading import SUFFIXES, read_state_dict, unet_from_state_dict
+from ..mvg_backend.seine.loading import SUFFIXES, read_seine_checkpoint, unet_from_state_dict
 from .comfy_seine_backend import ComfySEINEBackend
 
 SEINE_FOLDER = "seine"
@@ -34,10 +37,12 @@ DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 
 @dataclass
 class SEINEModel:
-    """The value of an ``MVG_SEINE_MODEL`` socket: the network in a ``ModelPatcher``, and its file name."""
+    """The value of an ``MVG_SEINE_MODEL`` socket: the network in a ``ModelPatcher``, its file name, and the
+    loader's summary (architecture, and where GroupNorm groups and eps came from)."""
 
     patcher: Any
     name: str
+    summary: str = ""
 
 
 def seine_files() -> list[str]:
@@ -45,7 +50,7 @@ def seine_files() -> list[str]:
 
 
 class SEINELoader(io.ComfyNode):
-    """Loads a SEINE UNet checkpoint from models/seine (architecture read from its shapes)."""
+    """Loads a SEINE UNet checkpoint from models/seine (architecture from its shapes and its declared config)."""
 
     @classmethod
     def define_schema(cls) -> io.Schema:
@@ -54,7 +59,9 @@ class SEINELoader(io.ComfyNode):
             display_name="MVG SEINE Loader",
             category="MVG",
             description="Loads SEINE's video UNet (Vchitect/SEINE seine.pt, converted once to .safetensors) from "
-                        "models/seine for MVG SEINE Transition.",
+                        "models/seine for MVG SEINE Transition. Widths and heads come from the tensor shapes; "
+                        "GroupNorm groups and eps from the file's metadata, a <name>.json beside it, or else the "
+                        "official SEINE values. The summary says which.",
             inputs=[
                 io.Combo.Input("seine_name", options=seine_files(),
                                tooltip="A file in models/seine. A pickled seine.pt must be converted once: "
@@ -62,23 +69,25 @@ class SEINELoader(io.ComfyNode):
                 io.Combo.Input("dtype", options=["auto", *DTYPES], default="auto",
                                tooltip="auto: what ComfyUI picks for this device (fp16/bf16 on GPUs, fp32 on CPU)."),
             ],
-            outputs=[MVGSEINEModel.Output(display_name="seine_model")],
+            outputs=[MVGSEINEModel.Output(display_name="seine_model"),
+                     io.String.Output(display_name="summary")],
         )
 
     @classmethod
     def execute(cls, seine_name: str, dtype: str) -> io.NodeOutput:
         path = folder_paths.get_full_path_or_raise(SEINE_FOLDER, seine_name)
-        state = read_state_dict(path)
+        checkpoint = read_seine_checkpoint(path)
         load_device = comfy.model_management.get_torch_device()
         offload_device = comfy.model_management.unet_offload_device()
         if dtype == "auto":
-            params = sum(t.numel() for t in state.values())
-            torch_dtype = comfy.model_management.unet_dtype(load_device, params, list(DTYPES.values()))
+            torch_dtype = comfy.model_management.unet_dtype(load_device, checkpoint.parameter_count,
+                                                            list(DTYPES.values()))
         else:
             torch_dtype = DTYPES[dtype]
-        network = unet_from_state_dict(state, device=offload_device, dtype=torch_dtype, name=seine_name)
+        network = unet_from_state_dict(checkpoint.state, config=checkpoint.config, device=offload_device,
+                                       dtype=torch_dtype, name=seine_name)
         patcher = comfy.model_patcher.ModelPatcher(network, load_device=load_device, offload_device=offload_device)
-        return io.NodeOutput(SEINEModel(patcher, seine_name))
+        return io.NodeOutput(SEINEModel(patcher, seine_name, checkpoint.summary), checkpoint.summary)
 
 
 class SEINETransition(io.ComfyNode):
@@ -105,14 +114,22 @@ class SEINETransition(io.ComfyNode):
                              tooltip="Sampling steps per transition (official: 250 with ddpm; ddim works with 25-50)."),
                 io.Float.Input("cfg", default=DEFAULT_CFG, min=0.0, max=30.0, step=0.1, round=0.01,
                                tooltip="Classifier-free guidance against the empty prompt (official: 8)."),
-                io.Combo.Input("sampler", options=["ddpm", "ddim"], default=DEFAULT_SAMPLER,
+                io.Combo.Input("sampler", options=list(SAMPLERS), default=DEFAULT_SAMPLER,
                                tooltip="ddpm: the official sampler (stochastic); ddim: deterministic, fewer steps."),
                 io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
                              tooltip="Transition k uses seed + k - 1."),
                 io.String.Input("prompt", default=DEFAULT_PROMPT, multiline=True, dynamic_prompts=False,
-                                tooltip="SEINE's text condition (official: 'smooth transition')."),
-                io.Combo.Input("method", options=list(METHODS), default="seine",
+                                tooltip="SEINE's text condition. The default is the official script's effective "
+                                        "prompt: its text_prompt 'smooth transition' joined to its additional_prompt "
+                                        "'smooth transition.' with no space between."),
+                io.Combo.Input("method", options=list(TRANSITION_METHODS), default="seine",
                                tooltip="seine needs a SEINE model; optical_flow and crossfade need none."),
+                # appended last (widgets_values are positional), optional so older API prompts still validate
+                io.Combo.Input("resolution", options=list(RESOLUTIONS), default=DEFAULT_RESOLUTION, optional=True,
+                               tooltip="Where SEINE works. 512 (official): both keyframes stretched to 512x512 as "
+                                       "the official script does, and the frames resized back to the keyframes' "
+                                       "size. native: at the keyframes' own size (faster for small images, but "
+                                       "SEINE was trained at 512). The fallbacks always work at native size."),
             ],
             outputs=[
                 io.Image.Output(display_name="frames"),
@@ -122,16 +139,20 @@ class SEINETransition(io.ComfyNode):
 
     @classmethod
     def execute(cls, keyframes: torch.Tensor, vae: Any, clip: Any, frames: int, steps: int, cfg: float, sampler: str,
-                seed: int, prompt: str, method: str, seine_model: SEINEModel | None = None) -> io.NodeOutput:
+                seed: int, prompt: str, method: str, seine_model: SEINEModel | None = None,
+                resolution: str = DEFAULT_RESOLUTION) -> io.NodeOutput:
         pbar = comfy.utils.ProgressBar(1)
 
         def progress(done: int, total: int) -> None:
             comfy.model_management.throw_exception_if_processing_interrupted()
             pbar.update_absolute(done, total)
 
-        backend = ComfySEINEBackend(vae, clip, seine_model.patcher) if seine_model is not None else None
+        backend = None
+        if seine_model is not None:
+            backend = ComfySEINEBackend(vae, clip, seine_model.patcher, model_summary=seine_model.summary)
         result = transition_frames(keyframes, method=method, backend=backend, frames=frames, steps=steps, cfg=cfg,
-                                   sampler=sampler, seed=seed, prompt=prompt, progress=progress)
+                                   sampler=sampler, seed=seed, prompt=prompt, resolution=resolution,
+                                   progress=progress)
         summary = result.summary
         if seine_model is not None and result.settings["method"] == "seine":
             summary = f"SEINE model: {seine_model.name}\n{summary}"

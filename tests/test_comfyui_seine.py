@@ -39,7 +39,8 @@ def seine_inputs(comfyui_server):
     srv = comfyui_server
     seine_dir = srv.base_dir / "models" / "seine"
     seine_dir.mkdir(parents=True, exist_ok=True)
-    staged = write_tiny_seine_checkpoint(srv.base_dir / SEINE, seed=0, cross_attention_dim=768)
+    # 8 GroupNorm groups, declared in the file's metadata: the loader must read them from there
+    staged = write_tiny_seine_checkpoint(srv.base_dir / SEINE, seed=0, cross_attention_dim=768, norm_num_groups=8)
     os.replace(staged, seine_dir / SEINE)  # never listed half-written
 
     yy, xx = np.mgrid[0:SIZE, 0:SIZE].astype(np.float32) / (SIZE - 1)
@@ -54,7 +55,8 @@ def seine_inputs(comfyui_server):
 
 
 def _graph(prefix: str, *, keyframes: int = 2, with_model: bool = True, clip_skip: bool = False, frames: int = 5,
-           steps: int = 3, sampler: str = "ddim", seed: int = 0, method: str = "seine") -> dict:
+           steps: int = 3, sampler: str = "ddim", seed: int = 0, method: str = "seine",
+           resolution: str | None = "native") -> dict:
     graph = {
         "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": CKPT}},
         "2": {"class_type": "LoadImage", "inputs": {"image": "seine_a.png"}},
@@ -66,6 +68,8 @@ def _graph(prefix: str, *, keyframes: int = 2, with_model: bool = True, clip_ski
         "7": {"class_type": "SaveImage", "inputs": {"images": ["6", 0], "filename_prefix": prefix}},
         "8": {"class_type": "PreviewAny", "inputs": {"source": ["6", 1]}},
     }
+    if resolution is not None:  # None: leave the optional input out, as an API prompt saved before it existed
+        graph["6"]["inputs"]["resolution"] = resolution
     if keyframes == 3:
         graph["9"] = {"class_type": "LoadImage", "inputs": {"image": "seine_c.png"}}
         graph["10"] = {"class_type": "ImageBatch", "inputs": {"image1": ["4", 0], "image2": ["9", 0]}}
@@ -73,6 +77,7 @@ def _graph(prefix: str, *, keyframes: int = 2, with_model: bool = True, clip_ski
     if with_model:
         graph["5"] = {"class_type": "MVG_SEINELoader", "inputs": {"seine_name": SEINE, "dtype": "auto"}}
         graph["6"]["inputs"]["seine_model"] = ["5", 0]
+        graph["12"] = {"class_type": "PreviewAny", "inputs": {"source": ["5", 1]}}
     if clip_skip:
         graph["11"] = {"class_type": "CLIPSetLastLayer", "inputs": {"clip": ["1", 1], "stop_at_clip_layer": -2}}
         graph["6"]["inputs"]["clip"] = ["11", 0]
@@ -84,17 +89,21 @@ def test_object_info_lists_the_seine_nodes(comfyui_server, seine_inputs):
     loader = info["MVG_SEINELoader"]
     assert SEINE in loader["input"]["required"]["seine_name"][1]["options"]
     assert loader["input"]["required"]["dtype"][1]["options"] == ["auto", "fp16", "bf16", "fp32"]
-    assert loader["output"] == ["MVG_SEINE_MODEL"]
+    assert loader["output"] == ["MVG_SEINE_MODEL", "STRING"] and loader["output_name"] == ["seine_model", "summary"]
 
     node = info["MVG_SEINETransition"]
     # widgets_values in saved workflows are positional: the order is part of the interface
     assert node["input_order"]["required"] == TRANSITION_INPUTS, node["input_order"]
-    assert node["input_order"]["optional"] == ["seine_model"]
+    # resolution was appended last, after every older widget, and is optional so older API prompts validate
+    assert node["input_order"]["optional"] == ["seine_model", "resolution"]
+    opt = node["input"]["optional"]
+    assert opt["resolution"][1]["options"] == ["512 (official)", "native"]
+    assert opt["resolution"][1]["default"] == "512 (official)"
     assert node["input"]["optional"]["seine_model"][0] == "MVG_SEINE_MODEL"
     req = node["input"]["required"]
     defaults = {name: req[name][1].get("default") for name in TRANSITION_INPUTS[3:]}
     assert defaults == {"frames": 16, "steps": 250, "cfg": 8.0, "sampler": "ddpm", "seed": 0,
-                        "prompt": "smooth transition", "method": "seine"}
+                        "prompt": "smooth transitionsmooth transition.", "method": "seine"}
     assert req["method"][1]["options"] == ["seine", "optical_flow", "crossfade"]
     assert node["output"] == ["IMAGE", "STRING"] and node["output_name"] == ["frames", "summary"]
 
@@ -118,11 +127,31 @@ def test_seine_graph_runs_on_cpu(comfyui_server, seine_inputs):
     assert summary.startswith(f"SEINE model: {SEINE}")
     assert "by seine (ddim, 3 steps, cfg 8.0, prompt 'smooth transition', seed 0)" in summary
     assert "frame 2: interpolated (seine, seed 0), keyframe 1 -> 2, 2/3" in summary
+    assert f"image {SIZE}x{SIZE}; SEINE worked at {SIZE}x{SIZE} (resolution native)" in summary
+    # the loader read the group count from the file's metadata, and both summaries say so
+    loader_summary = entry["outputs"]["12"]["text"][0]
+    assert loader_summary.startswith(f"SEINE UNet '{SEINE}': widths (32, 64), heads (1, 2), text dim 768")
+    assert "GroupNorm 8 groups declared in the safetensors metadata" in loader_summary
+    assert f"note: {loader_summary}" in summary
 
     # a clip-skip is undone for SEINE (it was trained on CLIP's last layer), and said so
     skipped = srv.run(_graph("seine_skip", clip_skip=True), timeout=300)
     assert "clip-skip (CLIPSetLastLayer -2)" in skipped["outputs"]["8"]["text"][0]
     assert [_png(p).tobytes() for p in srv.output_images(skipped, "7")] == [f.tobytes() for f in frames]
+
+
+def test_the_default_resolution_is_the_official_512_and_frames_come_back_at_the_keyframes_size(
+        comfyui_server, seine_inputs):
+    """An API prompt without the (newer, optional) resolution input runs at the official 512x512."""
+    srv = comfyui_server
+    entry = srv.run(_graph("seine_official", frames=3, steps=1, resolution=None), timeout=300)
+    frames = [_png(p) for p in srv.output_images(entry, "7")]
+    assert len(frames) == 3 and all(f.shape == (SIZE, SIZE, 3) for f in frames)
+    assert np.array_equal(frames[0], seine_inputs["seine_a.png"])
+    assert np.array_equal(frames[-1], seine_inputs["seine_b.png"])
+    summary = entry["outputs"]["8"]["text"][0]
+    assert f"image {SIZE}x{SIZE}; SEINE worked at 512x512 (resolution 512 (official))" in summary
+    assert f"generated frames are resized back to {SIZE}x{SIZE}" in summary
 
 
 def test_without_a_model_the_fallback_runs_and_says_so(comfyui_server, seine_inputs):

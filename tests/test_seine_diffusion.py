@@ -75,7 +75,7 @@ def test_ddpm_path_equals_diffusers_ddpm_scheduler(steps):
     """Without guidance, ADM's DDPM = DDPMScheduler(linear 1e-4..0.02, fixed_large, no clipping, linspace)."""
     net = FakeUNet()
     noise, mask, video, cond, _ = inputs()
-    ours = sample(net, noise, mask, video, cond, None, steps=steps, method="ddpm",
+    ours = sample(net, noise, mask, video, cond, None, steps=steps, sampler="ddpm",
                   generator=torch.Generator().manual_seed(7))
 
     scheduler = diffusers_ddpm()
@@ -93,7 +93,7 @@ def test_ddim_telescopes_for_a_zero_noise_prediction():
     zero = FakeUNet()
     zero.forward = lambda sample, timestep, encoder_hidden_states: torch.zeros_like(sample[:, :4])
     noise, mask, video, cond, _ = inputs()
-    out = sample(zero, noise, mask, video, cond, None, steps=25, method="ddim")
+    out = sample(zero, noise, mask, video, cond, None, steps=25, sampler="ddim")
     acp_999 = np.cumprod(1 - np.linspace(1e-4, 0.02, 1000))[999]
     assert torch.allclose(out, noise / np.sqrt(acp_999), rtol=1e-5)
 
@@ -101,7 +101,7 @@ def test_ddim_telescopes_for_a_zero_noise_prediction():
 def test_guidance_batches_cond_then_uncond_with_identical_conditioning():
     net = FakeUNet()
     noise, mask, video, cond, uncond = inputs(b=1)
-    out = sample(net, noise, mask, video, cond, uncond, steps=3, cfg=8.0, method="ddim")
+    out = sample(net, noise, mask, video, cond, uncond, steps=3, cfg=8.0, sampler="ddim")
     assert len(net.calls) == 3
     call = net.calls[0]
     assert call["sample"].shape == (2, 9, 5, 4, 4)
@@ -123,7 +123,7 @@ def test_guidance_batches_cond_then_uncond_with_identical_conditioning():
 def test_ddpm_is_seeded_and_draws_noise_for_the_guided_batch():
     net = FakeUNet()
     noise, mask, video, cond, uncond = inputs()
-    run = lambda seed: sample(net, noise, mask, video, cond, uncond, steps=5, method="ddpm",
+    run = lambda seed: sample(net, noise, mask, video, cond, uncond, steps=5, sampler="ddpm",
                               generator=torch.Generator().manual_seed(seed))
     assert torch.equal(run(3), run(3))
     assert not torch.allclose(run(3), run(4))
@@ -144,7 +144,7 @@ def test_callback_every_step_and_cancel():
     net = FakeUNet()
     noise, mask, video, cond, uncond = inputs()
     seen = []
-    sample(net, noise, mask, video, cond, uncond, steps=4, method="ddim", callback=lambda d, t: seen.append((d, t)))
+    sample(net, noise, mask, video, cond, uncond, steps=4, sampler="ddim", callback=lambda d, t: seen.append((d, t)))
     assert seen == [(1, 4), (2, 4), (3, 4), (4, 4)]
 
     class Cancelled(Exception):
@@ -156,7 +156,7 @@ def test_callback_every_step_and_cancel():
 
     net.calls.clear()
     with pytest.raises(Cancelled):
-        sample(net, noise, mask, video, cond, uncond, steps=50, method="ddim", callback=cancel)
+        sample(net, noise, mask, video, cond, uncond, steps=50, sampler="ddim", callback=cancel)
     assert len(net.calls) == 2
 
 
@@ -164,10 +164,10 @@ def test_bad_sampler_inputs():
     net = FakeUNet()
     noise, mask, video, cond, uncond = inputs()
     with pytest.raises(MVGInputError, match="seeded torch.Generator"):
-        sample(net, noise, mask, video, cond, uncond, steps=2, method="ddpm")
+        sample(net, noise, mask, video, cond, uncond, steps=2, sampler="ddpm")
     with pytest.raises(MVGInputError, match="sampler 'euler'"):
-        sample(net, noise, mask, video, cond, uncond, steps=2, method="euler")
+        sample(net, noise, mask, video, cond, uncond, steps=2, sampler="euler")
     with pytest.raises(MVGInputError, match="do not fit the noise"):
-        sample(net, noise, mask[:, :, :3], video, cond, uncond, steps=2, method="ddim")
+        sample(net, noise, mask[:, :, :3], video, cond, uncond, steps=2, sampler="ddim")
     with pytest.raises(MVGInputError, match="uncond text embeddings"):
-        sample(net, noise, mask, video, cond, uncond[0], steps=2, method="ddim")
+        sample(net, noise, mask, video, cond, uncond[0], steps=2, sampler="ddim")

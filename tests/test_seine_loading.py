@@ -14,7 +14,7 @@ from fixtures.tiny_seine import (
 from safetensors.torch import load_file, save_file
 
 from mvg_backend.errors import MVGInputError
-from mvg_backend.seine import convert_checkpoint, load_unet
+from mvg_backend.seine import convert_checkpoint, load_seine_unet
 from mvg_backend.seine.cli import main as seine_cli
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -45,12 +45,12 @@ def test_formats_load_through_the_same_loader(tmp_path, reference, suffix, wrap)
         save_file(state, str(path))
     else:
         torch.save({wrap: state, "step": 12, "opt": {"lr": torch.tensor(1e-4)}} if wrap else state, str(path))
-    assert_same_model(load_unet(path), reference)
+    assert_same_model(load_seine_unet(path), reference)
 
 
 def test_lower_precision_keeps_rotary_frequencies_float32(tmp_path, reference):
     path = write_tiny_seine_checkpoint(tmp_path / "seine.safetensors", seed=3)
-    net = load_unet(path, dtype=torch.bfloat16)
+    net = load_seine_unet(path, dtype=torch.bfloat16)
     assert net.conv_in.weight.dtype == torch.bfloat16
     freqs = [b for n, b in net.named_buffers() if n.endswith("rotary_emb.freqs")]
     assert freqs and all(f.dtype == torch.float32 for f in freqs)
@@ -67,7 +67,7 @@ def unsafe_checkpoint(path, reference):
 def test_unsafe_pickle_is_refused_with_the_conversion_command(tmp_path, reference):
     path = unsafe_checkpoint(tmp_path / "seine.pt", reference)
     with pytest.raises(MVGInputError) as err:
-        load_unet(path)
+        load_seine_unet(path)
     message = str(err.value)
     assert "'seine.pt'" in message and "cannot be read safely" in message
     assert f"python -m mvg_backend.seine convert {path} {tmp_path / 'seine.safetensors'} --trust-pickle" in message
@@ -79,10 +79,10 @@ def test_converter_needs_the_flag_then_writes_a_loadable_safetensors(tmp_path, r
     with pytest.raises(MVGInputError, match="--trust-pickle"):
         convert_checkpoint(src, dst)
     assert not dst.exists()
-    config = convert_checkpoint(src, dst, trust_pickle=True)
-    assert config.block_out_channels == (32, 64)
+    resolved = convert_checkpoint(src, dst, trust_pickle=True)
+    assert resolved.config.block_out_channels == (32, 64)
     assert set(load_file(str(dst))) == set(reference[0])
-    assert_same_model(load_unet(dst), reference)
+    assert_same_model(load_seine_unet(dst), reference)
     with pytest.raises(MVGInputError, match="exists"):
         convert_checkpoint(src, dst, trust_pickle=True)
 
@@ -94,7 +94,7 @@ def test_converter_copes_with_tensors_shared_between_keys(tmp_path, reference):
     state.update({k: shared for k in state if k.endswith("rotary_emb.freqs")})
     torch.save({"ema": state, "args": argparse.Namespace()}, str(tmp_path / "shared.pt"))
     convert_checkpoint(tmp_path / "shared.pt", tmp_path / "shared.safetensors", trust_pickle=True)
-    assert_same_model(load_unet(tmp_path / "shared.safetensors"), reference)
+    assert_same_model(load_seine_unet(tmp_path / "shared.safetensors"), reference)
 
 
 def test_cli_convert(tmp_path, reference, capsys):
@@ -103,19 +103,20 @@ def test_cli_convert(tmp_path, reference, capsys):
     assert "--trust-pickle" in capsys.readouterr().err
     assert seine_cli(["convert", str(src), str(tmp_path / "a.safetensors"), "--trust-pickle"]) == 0
     out = capsys.readouterr().out
-    assert "a.safetensors" in out and "block_out_channels (32, 64)" in out
-    assert_same_model(load_unet(tmp_path / "a.safetensors"), reference)
+    assert "wrote " in out and "a.safetensors" in out and "widths (32, 64)" in out
+    assert "GroupNorm 32 groups" in out and "official SEINE values" in out
+    assert_same_model(load_seine_unet(tmp_path / "a.safetensors"), reference)
 
 
 def test_an_sd_unet_given_as_seine(tmp_path, tiny_components):
     unet = tiny_components[0]
     save_file({k: v.contiguous() for k, v in unet.state_dict().items()}, str(tmp_path / "sd_unet.safetensors"))
     with pytest.raises(MVGInputError, match="not a SEINE UNet: it is a 2-D diffusers UNet"):
-        load_unet(tmp_path / "sd_unet.safetensors")
+        load_seine_unet(tmp_path / "sd_unet.safetensors")
     save_file({"model.diffusion_model.input_blocks.0.0.weight": torch.zeros(320, 4, 3, 3),
                "first_stage_model.encoder.conv_in.weight": torch.zeros(128, 3, 3, 3)}, str(tmp_path / "sd15.safetensors"))
     with pytest.raises(MVGInputError, match="original-layout Stable Diffusion checkpoint"):
-        load_unet(tmp_path / "sd15.safetensors")
+        load_seine_unet(tmp_path / "sd15.safetensors")
 
 
 def test_a_text_to_video_unet_without_mask_inputs(tmp_path, reference):
@@ -123,7 +124,7 @@ def test_a_text_to_video_unet_without_mask_inputs(tmp_path, reference):
     state["conv_in.weight"] = state["conv_in.weight"][:, :4].contiguous()
     save_file(state, str(tmp_path / "t2v.safetensors"))
     with pytest.raises(MVGInputError, match="conv_in takes 4 channels, but SEINE needs 9"):
-        load_unet(tmp_path / "t2v.safetensors")
+        load_seine_unet(tmp_path / "t2v.safetensors")
 
 
 def test_mismatched_keys_are_listed_with_counts(tmp_path, reference):
@@ -135,7 +136,7 @@ def test_mismatched_keys_are_listed_with_counts(tmp_path, reference):
     state["conv_norm_out.weight"] = torch.ones(16)
     save_file(state, str(tmp_path / "partial.safetensors"))
     with pytest.raises(MVGInputError) as err:
-        load_unet(tmp_path / "partial.safetensors")
+        load_seine_unet(tmp_path / "partial.safetensors")
     message = str(err.value)
     assert "'partial.safetensors'" in message
     assert "missing keys 5 (e.g. " in message and missing[0] in message
@@ -152,18 +153,18 @@ def test_truncated_or_corrupt_files(tmp_path, suffix):
     (tmp_path / f"empty{suffix}").write_bytes(b"")
     for name in ("cut", "noise", "empty"):
         with pytest.raises(MVGInputError, match=f"'{name}{suffix}' .* is truncated or corrupt"):
-            load_unet(tmp_path / f"{name}{suffix}")
+            load_seine_unet(tmp_path / f"{name}{suffix}")
 
 
 def test_missing_file_and_wrong_suffix(tmp_path):
     with pytest.raises(MVGInputError, match="does not exist"):
-        load_unet(tmp_path / "nope.safetensors")
+        load_seine_unet(tmp_path / "nope.safetensors")
     (tmp_path / "seine.onnx").write_bytes(b"x")
     with pytest.raises(MVGInputError, match="expected one of .safetensors"):
-        load_unet(tmp_path / "seine.onnx")
+        load_seine_unet(tmp_path / "seine.onnx")
 
 
 def test_a_pickle_without_tensors(tmp_path):
     torch.save({"ema": {"note": "no tensors"}}, str(tmp_path / "odd.pt"))
     with pytest.raises(MVGInputError, match="holds no state dict of tensors"):
-        load_unet(tmp_path / "odd.pt")
+        load_seine_unet(tmp_path / "odd.pt")

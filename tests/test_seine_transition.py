@@ -46,7 +46,7 @@ def test_seine_transition_end_to_end_is_seeded(backend):
     kf = keyframes()
     steps = []
     run = lambda seed: transition_frames(kf, backend=backend, frames=5, steps=3, sampler="ddpm", seed=seed,
-                                         progress=lambda d, t: steps.append((d, t)))
+                                         resolution="native", progress=lambda d, t: steps.append((d, t)))
     a = run(11)
     assert a.frames.shape == (5, SIZE, SIZE, 3) and a.frames.dtype == np.float32
     assert np.array_equal(a.frames[0], kf[0]) and np.array_equal(a.frames[-1], kf[1])
@@ -58,7 +58,8 @@ def test_seine_transition_end_to_end_is_seeded(backend):
     assert [r.method for r in a.records] == ["keyframe", "seine", "seine", "seine", "keyframe"]
     assert all(r.seed == 11 for r in a.records[1:-1])
     summary = a.summary
-    assert "by seine (ddpm, 3 steps, cfg 8.0, prompt 'smooth transition', seed 11)" in summary
+    assert "by seine (ddpm, 3 steps, cfg 8.0, prompt 'smooth transitionsmooth transition.', seed 11)" in summary
+    assert f"image {SIZE}x{SIZE}; SEINE worked at {SIZE}x{SIZE} (resolution native)" in summary
     assert "frame 0: keyframe 1" in summary and "frame 4: keyframe 2" in summary
     assert "frame 2: interpolated (seine, seed 11), keyframe 1 -> 2, 2/3" in summary
     assert "trained on 16-frame clips" in summary
@@ -70,7 +71,8 @@ def test_seine_conditioning_reaches_the_unet(backend):
     original = unet.forward
     unet.forward = lambda s, t, c: calls.append((s.clone(), c.clone())) or original(s, t, c)
     try:
-        transition_frames(keyframes(), backend=backend, frames=4, steps=2, cfg=3.0, sampler="ddim", prompt="a lesion grows")
+        transition_frames(keyframes(), backend=backend, frames=4, steps=2, cfg=3.0, sampler="ddim",
+                          prompt="a lesion grows", resolution="native")
     finally:
         del unet.forward
     sample_in, text = calls[0]
@@ -110,7 +112,8 @@ def test_chaining_frame_counts_without_duplicate_keyframes(k, frames):
 
 
 def test_seine_chains_with_one_seed_per_transition(backend):
-    res = transition_frames(keyframes(3), backend=backend, frames=3, steps=2, sampler="ddim", seed=5)
+    res = transition_frames(keyframes(3), backend=backend, frames=3, steps=2, sampler="ddim", seed=5,
+                            resolution="native")
     assert len(res.frames) == 5
     assert [r.seed for r in res.records] == [None, 5, None, 6, None]
     for r, kf in zip([res.records[0], res.records[2], res.records[4]], keyframes(3)):
@@ -174,7 +177,7 @@ def test_keyframes_of_different_sizes_are_resized_to_the_first():
 
 def test_sizes_not_multiple_of_8_are_padded_and_cropped_back(backend):
     kf = keyframes(2, size=(61, 70))
-    res = transition_frames(kf, backend=backend, frames=3, steps=1, sampler="ddim")
+    res = transition_frames(kf, backend=backend, frames=3, steps=1, sampler="ddim", resolution="native")
     assert res.frames.shape == (3, 61, 70, 3)
     assert np.array_equal(res.frames[0], kf[0]) and np.array_equal(res.frames[-1], kf[1])
     assert "keyframes are 70x61, not multiples of 8: edge-padded to 72x64" in res.summary
@@ -188,6 +191,7 @@ def test_sizes_not_multiple_of_8_are_padded_and_cropped_back(backend):
     (dict(steps=0), "steps=0"),
     (dict(method="morph"), "method='morph'"),
     (dict(seed=-3), "seed=-3"),
+    (dict(resolution="1024"), "resolution='1024'"),
 ])
 def test_bad_settings(kwargs, message):
     with pytest.raises(MVGInputError, match=message):
@@ -198,7 +202,7 @@ def test_wrong_text_encoder_or_vae_for_seine(tiny_components):
     _unet, vae, text_encoder, tokenizer, _ = tiny_components
     wrong_text = DiffusersSEINEBackend(make_tiny_seine(cross_attention_dim=768), vae, text_encoder, tokenizer)
     with pytest.raises(MVGInputError, match="32-dim features but SEINE needs 768.*CLIP ViT-L/14"):
-        transition_frames(keyframes(), backend=wrong_text, frames=3, steps=1)
+        transition_frames(keyframes(), backend=wrong_text, frames=3, steps=1, resolution="native")
 
     class EightChannelVAE(DiffusersSEINEBackend):
         def encode_frames(self, frames):
@@ -206,7 +210,7 @@ def test_wrong_text_encoder_or_vae_for_seine(tiny_components):
 
     wrong_vae = EightChannelVAE(make_tiny_seine(), vae, text_encoder, tokenizer)
     with pytest.raises(MVGInputError, match="8-channel latents but SEINE needs 4"):
-        transition_frames(keyframes(), backend=wrong_vae, frames=3, steps=1)
+        transition_frames(keyframes(), backend=wrong_vae, frames=3, steps=1, resolution="native")
 
 
 def test_progress_can_cancel_a_seine_run(backend):
@@ -218,7 +222,7 @@ def test_progress_can_cancel_a_seine_run(backend):
             raise Cancelled
 
     with pytest.raises(Cancelled):
-        transition_frames(keyframes(3), backend=backend, frames=4, steps=5, progress=progress)
+        transition_frames(keyframes(3), backend=backend, frames=4, steps=5, resolution="native", progress=progress)
 
 
 # ---------------------------------------------------------------------------------------------- headless CLI
@@ -240,13 +244,18 @@ def test_cli_transition_with_seine_and_an_sd_folder(tmp_path, tiny_components, c
         cv2.imwrite(str(paths[-1]), (image[..., ::-1] * 255).round().astype(np.uint8))
     out = tmp_path / "run"
     code = main(["transition", "--keyframes", *map(str, paths), "--seine", str(seine), "--sd", str(sd),
-                 "--frames", "3", "--steps", "2", "--sampler", "ddim", "--seed", "4", "--out", str(out)])
+                 "--frames", "3", "--steps", "2", "--sampler", "ddim", "--seed", "4", "--resolution", "native",
+                 "--out", str(out)])
     assert code == 0
     frames = sorted((out / "frames").glob("*.png"))
     assert len(frames) == 5
     assert np.array_equal(cv2.imread(str(frames[2])), cv2.imread(str(paths[1])))
     summary = (out / "summary.txt").read_text()
     assert "by seine (ddim, 2 steps" in summary and "seed 5" in summary
+    assert "prompt 'smooth transitionsmooth transition.'" in summary and "(resolution native)" in summary
+    # the loader's summary: architecture from the shapes, GroupNorm groups from the official values (none declared)
+    assert "note: SEINE UNet 'seine.safetensors': widths (32, 64)" in summary
+    assert "GroupNorm 32 groups, eps 1e-05, relative-position max distance 32: official SEINE values" in summary
     assert "wrote 5 frames" in capsys.readouterr().out
 
     assert main(["transition", "--keyframes", *map(str, paths[:2]), "--seine", str(seine),
@@ -254,3 +263,112 @@ def test_cli_transition_with_seine_and_an_sd_folder(tmp_path, tiny_components, c
     assert "--seine needs --sd" in capsys.readouterr().err
     assert main(["transition", "--keyframes", str(paths[0]), "--method", "crossfade", "--out", str(tmp_path / "y")]) == 2
     assert "needs at least 2" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------- working size
+class PoolingBackend:
+    """A stand-in backend that records what SEINE's parts receive. VAE: 8x8 average pooling (latent channels
+    R, G, B, mean) and nearest-neighbour decoding of R, G, B; UNet: predicts zero noise; text: zeros."""
+
+    class ZeroUNet(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            from fixtures.tiny_seine import TINY_SEINE
+
+            self.config = TINY_SEINE
+            self.conv_in = torch.nn.Conv2d(1, 1, 1)
+            self.inputs = []
+
+        def forward(self, sample, timestep, encoder_hidden_states):
+            self.inputs.append(tuple(sample.shape))
+            return torch.zeros_like(sample[:, :4])
+
+    def __init__(self):
+        self.notes, self.encoded, self.decoded, self.texts = [], [], [], []
+        self.unet = self.ZeroUNet()
+
+    def encode_frames(self, frames):
+        self.encoded.append(frames.clone())
+        pooled = torch.nn.functional.avg_pool2d(frames.permute(0, 3, 1, 2), 8)
+        return torch.cat([pooled, pooled.mean(1, keepdim=True)], dim=1)
+
+    def decode_latents(self, latents):
+        pixels = torch.nn.functional.interpolate(latents[:, :3].clamp(0, 1), scale_factor=8, mode="nearest")
+        self.decoded.append(pixels.permute(0, 2, 3, 1).clone())
+        return self.decoded[-1]
+
+    def encode_text(self, text):
+        self.texts.append(text)
+        return torch.zeros(1, 77, 32)
+
+    def prepare_unet(self):
+        return self.unet
+
+
+def test_the_default_prompt_is_the_official_effective_prompt():
+    """The official script runs with text_prompt[0] + additional_prompt = 'smooth transition' + 'smooth transition.'."""
+    from mvg_backend.seine import DEFAULT_PROMPT
+
+    assert DEFAULT_PROMPT == "smooth transitionsmooth transition."
+    backend = PoolingBackend()
+    transition_frames(keyframes(), backend=backend, frames=3, steps=1, sampler="ddim", resolution="native")
+    assert backend.texts == ["smooth transitionsmooth transition.", ""]  # cond, then the empty uncond
+
+
+def test_official_resolution_works_at_512_and_returns_the_keyframes_size():
+    kf = keyframes(3, size=(60, 100))
+    backend = PoolingBackend()
+    res = transition_frames(kf, backend=backend, frames=4, steps=2, sampler="ddim")  # the default resolution
+    # the VAE sees both keyframes (and the grey frame) stretched to 512x512 as the official script does:
+    # bilinear, corners not aligned, no antialiasing
+    pixels = torch.cat(backend.encoded)
+    assert pixels.shape == (4, 512, 512, 3)
+    official = torch.nn.functional.interpolate(torch.from_numpy(kf).permute(0, 3, 1, 2), size=(512, 512),
+                                               mode="bilinear", align_corners=False).permute(0, 2, 3, 1)
+    assert torch.allclose(pixels[:3], official, atol=1e-6)
+    assert torch.equal(pixels[3], torch.full((512, 512, 3), 0.5))
+    assert set(backend.unet.inputs) == {(2, 9, 4, 64, 64)}  # 512 px -> 64x64 latents
+    # the frames come back at the keyframes' size; keyframe positions hold the keyframes exactly
+    assert res.frames.shape == (7, 60, 100, 3)
+    for position, j in ((0, 0), (3, 1), (6, 2)):
+        assert np.array_equal(res.frames[position], kf[j])
+    decoded = torch.cat(backend.decoded).numpy()
+    assert decoded.shape == (4, 512, 512, 3)
+    import cv2
+
+    back = [cv2.resize(d, (100, 60), interpolation=cv2.INTER_AREA) for d in decoded]
+    assert np.allclose(res.frames[[1, 2, 4, 5]], np.clip(back, 0, 1), atol=1e-6)
+    assert "SEINE works at the official 512x512 (both keyframes stretched to it" in res.summary
+    assert "resized back to 100x60" in res.summary
+    assert "image 100x60; SEINE worked at 512x512 (resolution 512 (official))" in res.summary
+
+
+def test_native_resolution_works_at_the_keyframes_size():
+    kf = keyframes(2, size=(60, 100))
+    backend = PoolingBackend()
+    res = transition_frames(kf, backend=backend, frames=4, steps=2, sampler="ddim", resolution="native")
+    pixels = torch.cat(backend.encoded)
+    assert pixels.shape == (3, 64, 104, 3)  # edge-padded to multiples of 8
+    assert torch.equal(pixels[:2, :60, :100], torch.from_numpy(kf))
+    assert set(backend.unet.inputs) == {(2, 9, 4, 8, 13)}
+    assert res.frames.shape == (4, 60, 100, 3)
+    decoded = torch.cat(backend.decoded).numpy()
+    assert np.array_equal(res.frames[1:3], decoded[:, :60, :100])  # cropped, not resized
+    assert "image 100x60; SEINE worked at 104x64 (resolution native)" in res.summary
+    assert "512" not in res.summary
+
+
+def test_keyframes_already_512_are_not_resized():
+    kf = keyframes(2, size=(512, 512))
+    backend = PoolingBackend()
+    res = transition_frames(kf, backend=backend, frames=3, steps=1, sampler="ddim")
+    assert torch.equal(torch.cat(backend.encoded)[:2], torch.from_numpy(kf))
+    assert np.array_equal(res.frames[1], torch.cat(backend.decoded).numpy()[0])
+    assert "stretched" not in res.summary
+
+
+def test_fallbacks_ignore_the_working_size():
+    kf = keyframes(2, size=(60, 100))
+    official = transition_frames(kf, method="crossfade", frames=4)
+    native = transition_frames(kf, method="crossfade", frames=4, resolution="native")
+    assert np.array_equal(official.frames, native.frames) and official.frames.shape == (4, 60, 100, 3)

@@ -2,9 +2,11 @@
 
 A clean-room SEINE that loads the official weights:
 
-- ``load_unet(path, device="cpu", dtype=torch.float32)``: the 3-D UNet (``unet.py``; its temporal
-  attention is in ``attention.py``), architecture inferred from the checkpoint (``config.py``);
-- ``sample(unet, noise, mask, masked_video, cond, uncond, steps=, cfg=, method=, generator=)``: ADM's
+- ``load_seine_unet(path, device="cpu", dtype=torch.float32)``: the 3-D UNet (``unet.py``; its temporal
+  attention is in ``attention.py``), architecture read from the checkpoint's shapes (``config.py``) and what
+  it declares about the rest, e.g. GroupNorm groups (``metadata.py``); ``read_seine_checkpoint(path).summary``
+  says where each value came from;
+- ``sample(unet, noise, mask, masked_video, cond, uncond, steps=, cfg=, sampler=, generator=)``: ADM's
   DDPM/DDIM with classifier-free guidance (``diffusion.py``);
 - ``transition_frames(keyframes, backend=..., ...)``: K keyframes -> K−1 chained transitions
   (``transition.py``), with a :class:`SEINEBackend` for the VAE and text encoder (``backend.py``), or the
@@ -15,22 +17,26 @@ A clean-room SEINE that loads the official weights:
 
 from .backend import LATENT_SCALE, DiffusersSEINEBackend, SEINEBackend
 from .config import SEINE_SD14, SEINEConfig, infer_config
-from .diffusion import RespacedSchedule, respaced_timesteps, sample
+from .diffusion import SAMPLERS, RespacedSchedule, respaced_timesteps, sample
 from .fallback import crossfade, optical_flow_morph
 from .loading import (
+                         SEINECheckpoint,
                          convert_checkpoint,
-                         load_unet,
-                         read_state_dict,
+                         load_seine_unet,
+                         read_seine_checkpoint,
                          unet_from_state_dict,
 )
 from .transition import (
                          DEFAULT_CFG,
                          DEFAULT_FRAMES,
                          DEFAULT_PROMPT,
+                         DEFAULT_RESOLUTION,
                          DEFAULT_SAMPLER,
                          DEFAULT_STEPS,
-                         METHODS,
-                         FrameRecord,
+                         OFFICIAL_SIZE,
+                         RESOLUTIONS,
+                         TRANSITION_METHODS,
+                         TransitionFrame,
                          TransitionResult,
                          onelast_conditioning,
                          transition_frames,
@@ -38,9 +44,10 @@ from .transition import (
 from .unet import UNet3DConditionModel
 
 __all__ = [
-    "DEFAULT_CFG", "DEFAULT_FRAMES", "DEFAULT_PROMPT", "DEFAULT_SAMPLER", "DEFAULT_STEPS", "LATENT_SCALE", "METHODS",
-    "SEINE_SD14", "DiffusersSEINEBackend", "FrameRecord", "RespacedSchedule", "SEINEBackend", "SEINEConfig",
-    "TransitionResult", "UNet3DConditionModel", "convert_checkpoint", "crossfade", "infer_config", "load_unet",
-    "onelast_conditioning", "optical_flow_morph", "read_state_dict", "respaced_timesteps", "sample",
+    "DEFAULT_CFG", "DEFAULT_FRAMES", "DEFAULT_PROMPT", "DEFAULT_RESOLUTION", "DEFAULT_SAMPLER", "DEFAULT_STEPS",
+    "LATENT_SCALE", "OFFICIAL_SIZE", "RESOLUTIONS", "SAMPLERS", "SEINE_SD14", "TRANSITION_METHODS",
+    "DiffusersSEINEBackend", "RespacedSchedule", "SEINEBackend", "SEINECheckpoint", "SEINEConfig", "TransitionFrame",
+    "TransitionResult", "UNet3DConditionModel", "convert_checkpoint", "crossfade", "infer_config", "load_seine_unet",
+    "onelast_conditioning", "optical_flow_morph", "read_seine_checkpoint", "respaced_timesteps", "sample",
     "transition_frames", "unet_from_state_dict",
 ]

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 import torch
 
 from ..errors import MVGInputError
-from .loading import load_unet
+from .loading import read_seine_checkpoint, unet_from_state_dict
 
 LATENT_SCALE = 0.18215
 """SD 1.x's latent scaling; SEINE was trained on SD 1.4's VAE latents times this."""
@@ -23,7 +23,8 @@ class SEINEBackend(Protocol):
     """VAE, text encoder and the SEINE network, behind four calls."""
 
     notes: list[str]
-    """What the backend adjusted on its own (e.g. a clip-skip it undid), for the run's summary."""
+    """For the run's summary: how the SEINE network was loaded (its architecture and where GroupNorm groups
+    and eps came from), and what the backend adjusted on its own (e.g. a clip-skip it undid)."""
 
     def encode_frames(self, frames: torch.Tensor) -> torch.Tensor:
         """Pixels ``[N,H,W,3]`` float 0..1 (CPU; H, W multiples of 8) -> latents ``[N,4,H/8,W/8]`` × 0.18215.
@@ -37,7 +38,7 @@ class SEINEBackend(Protocol):
     def encode_text(self, text: str) -> torch.Tensor:
         """CLIP ViT-L/14's last hidden state after the final LayerNorm, ``[1, 77, 768]``."""
 
-    def load_unet(self) -> torch.nn.Module:
+    def prepare_unet(self) -> torch.nn.Module:
         """The SEINE network on its compute device, ready to run (called right before sampling)."""
 
 
@@ -54,9 +55,12 @@ class DiffusersSEINEBackend:
     @classmethod
     def from_files(cls, seine: str | Path, sd: str | Path, *, device: str | torch.device = "cpu",
                    dtype: torch.dtype = torch.float32) -> DiffusersSEINEBackend:
-        """SEINE from ``seine`` (see :func:`load_unet`); VAE and CLIP from ``sd``: a diffusers SD 1.4 folder
-        (``vae/``, ``text_encoder/``, ``tokenizer/``) or an original-layout SD 1.x single file. Offline."""
-        unet = load_unet(seine, device=device, dtype=dtype)
+        """SEINE from ``seine`` (see :func:`~.loading.read_seine_checkpoint`; its summary becomes the first note);
+        VAE and CLIP from ``sd``: a diffusers SD 1.4 folder (``vae/``, ``text_encoder/``, ``tokenizer/``) or an
+        original-layout SD 1.x single file. Offline."""
+        checkpoint = read_seine_checkpoint(seine)
+        unet = unet_from_state_dict(checkpoint.state, config=checkpoint.config, device=device, dtype=dtype,
+                                    name=checkpoint.name)
         root = Path(sd).expanduser()
         if root.is_dir():
             from diffusers import AutoencoderKL
@@ -74,7 +78,9 @@ class DiffusersSEINEBackend:
 
             parts = load_single_file(root, dtype=dtype)
             vae, text_encoder, tokenizer = parts.vae, parts.text_encoder, parts.tokenizer
-        return cls(unet, vae.to(device), text_encoder.to(device), tokenizer)
+        backend = cls(unet, vae.to(device), text_encoder.to(device), tokenizer)
+        backend.notes.append(checkpoint.summary)
+        return backend
 
     @torch.no_grad()
     def encode_frames(self, frames: torch.Tensor) -> torch.Tensor:
@@ -94,5 +100,5 @@ class DiffusersSEINEBackend:
                              truncation=True, return_tensors="pt").input_ids
         return self.text_encoder(ids.to(self.text_encoder.device)).last_hidden_state.float()
 
-    def load_unet(self) -> torch.nn.Module:
+    def prepare_unet(self) -> torch.nn.Module:
         return self.unet

@@ -9,13 +9,16 @@ from pathlib import Path
 
 from ..errors import MVGInputError, MVGRuntimeError
 from ..io.files import OutputDir, read_image, write_png
+from .diffusion import SAMPLERS
 from .transition import (
     DEFAULT_CFG,
     DEFAULT_FRAMES,
     DEFAULT_PROMPT,
+    DEFAULT_RESOLUTION,
     DEFAULT_SAMPLER,
     DEFAULT_STEPS,
-    METHODS,
+    RESOLUTIONS,
+    TRANSITION_METHODS,
 )
 
 DTYPES = ("fp32", "fp16", "bf16")
@@ -24,7 +27,9 @@ DTYPES = ("fp32", "fp16", "bf16")
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m mvg_backend.seine", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    convert = sub.add_parser("convert", help="convert a trusted pickled SEINE checkpoint (seine.pt) to .safetensors once")
+    convert = sub.add_parser("convert", help="convert a trusted pickled SEINE checkpoint (seine.pt) to .safetensors once; "
+                             "the architecture (GroupNorm groups and eps: from the .pt's config entry, a <stem>.json "
+                             "beside it, or the official values) goes into the header")
     convert.add_argument("src", type=Path, help="the .pt/.pth/.ckpt file (e.g. the official seine.pt)")
     convert.add_argument("dst", type=Path, help="the .safetensors file to write")
     convert.add_argument("--trust-pickle", action="store_true",
@@ -34,15 +39,20 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--keyframes", type=Path, nargs="+", required=True, help="two or more images, in order")
     run.add_argument("--out", type=Path, required=True, help="output folder (must be new or empty)")
     run.add_argument("--overwrite", action="store_true", help="allow a non-empty --out")
-    run.add_argument("--method", choices=METHODS, default="seine")
+    run.add_argument("--method", choices=TRANSITION_METHODS, default="seine")
     run.add_argument("--seine", type=Path, help="SEINE UNet checkpoint (.safetensors, or a weights-only .pt)")
     run.add_argument("--sd", type=Path, help="SD 1.4 for the VAE and CLIP: a diffusers folder or an SD 1.x .safetensors")
     run.add_argument("--frames", type=int, default=DEFAULT_FRAMES, help="frames per transition, keyframes included")
     run.add_argument("--steps", type=int, default=DEFAULT_STEPS)
     run.add_argument("--cfg", type=float, default=DEFAULT_CFG)
-    run.add_argument("--sampler", choices=("ddpm", "ddim"), default=DEFAULT_SAMPLER)
+    run.add_argument("--sampler", choices=SAMPLERS, default=DEFAULT_SAMPLER)
     run.add_argument("--seed", type=int, default=0, help="transition j uses seed + j - 1")
-    run.add_argument("--prompt", default=DEFAULT_PROMPT)
+    run.add_argument("--prompt", default=DEFAULT_PROMPT,
+                     help="SEINE's text condition; the default is the official script's effective prompt (its "
+                          "'smooth transition' + 'smooth transition.', joined without a space)")
+    run.add_argument("--resolution", choices=RESOLUTIONS, default=DEFAULT_RESOLUTION,
+                     help="where SEINE works: 512x512 like the official script (frames resized back to the keyframes' "
+                          "size), or the keyframes' native size")
     run.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
     run.add_argument("--dtype", choices=DTYPES, default="fp32")
     return parser
@@ -67,7 +77,7 @@ def _transition(args: argparse.Namespace) -> int:
 
         result = transition_frames(keyframes, method=args.method, backend=backend, frames=args.frames,
                                    steps=args.steps, cfg=args.cfg, sampler=args.sampler, seed=args.seed,
-                                   prompt=args.prompt, progress=progress)
+                                   prompt=args.prompt, resolution=args.resolution, progress=progress)
         print(file=sys.stderr)
         (out / "frames").mkdir()
         for i, frame in enumerate(result.frames):
@@ -84,9 +94,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "convert":
             from .loading import convert_checkpoint
 
-            config = convert_checkpoint(args.src, args.dst, trust_pickle=args.trust_pickle)
-            print(f"wrote {args.dst}: SEINE UNet, block_out_channels {config.block_out_channels}, "
-                  f"in_channels {config.in_channels}, cross_attention_dim {config.cross_attention_dim}")
+            resolved = convert_checkpoint(args.src, args.dst, trust_pickle=args.trust_pickle)
+            print(f"wrote {args.dst}, with this architecture in its metadata:\n{resolved.summary}")
             return 0
         return _transition(args)
     except (MVGInputError, MVGRuntimeError) as exc:

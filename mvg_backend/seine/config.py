@@ -1,9 +1,11 @@
 """SEINE's UNet configuration, and how to read it off a checkpoint's tensor shapes.
 
 The official SEINE UNet is Stable Diffusion 1.4's UNet inflated to video (``SEINE_SD14``). A checkpoint
-carries its architecture in its shapes: widths in the convolutions, heads in the temporal attention's
+carries most of its architecture in its shapes: widths in the convolutions, heads in the temporal attention's
 relative-position table ``[buckets, heads]``, the rotary size in ``rotary_emb.freqs``. So the official
-``seine.pt`` and a tiny test checkpoint are read by the same :func:`infer_config`.
+``seine.pt`` and a tiny test checkpoint are read by the same :func:`infer_config`. The GroupNorm group count
+and eps and the relative-position max distance leave no trace in any shape: :mod:`.metadata` reads those from
+what the checkpoint declares.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from ..errors import MVGInputError
 
@@ -22,6 +25,10 @@ TEMPORAL_BIAS = "attn_temp.time_rel_pos_bias.relative_attention_bias.weight"
 @dataclass(frozen=True)
 class SEINEConfig:
     """Architecture of a SEINE UNet (diffusers' names; ``attention_heads`` is diffusers' ``attention_head_dim``).
+
+    Most fields can be read off a checkpoint's tensor shapes (:func:`infer_config`). Three cannot:
+    ``norm_num_groups``, ``norm_eps`` and ``relative_position_max_distance``; :mod:`.metadata` reads them
+    from what the checkpoint declares, and the defaults here are the official SEINE values.
 
     ``attention_heads[i]`` is the head count of level ``i`` (spatial and temporal attention alike); the up
     path mirrors the levels and the mid block uses the last entry. Each head has
@@ -45,6 +52,17 @@ class SEINEConfig:
 
     def __post_init__(self) -> None:
         levels = len(self.block_out_channels)
+        groups = self.norm_num_groups
+        if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
+            raise ValueError(f"norm_num_groups must be a positive integer, not {groups!r}")
+        if any(channels % groups for channels in self.block_out_channels):
+            raise ValueError(f"norm_num_groups {groups} does not divide every level's channels "
+                             f"{self.block_out_channels}")
+        if isinstance(self.norm_eps, bool) or not isinstance(self.norm_eps, (int, float)) or not 0 < self.norm_eps < 1:
+            raise ValueError(f"norm_eps must be a small positive number, not {self.norm_eps!r}")
+        if self.relative_position_max_distance <= self.relative_position_buckets // 4:
+            raise ValueError(f"relative_position_max_distance {self.relative_position_max_distance} must exceed "
+                             f"the exact range of the buckets ({self.relative_position_buckets // 4})")
         if not (len(self.down_block_types) == len(self.up_block_types) == len(self.attention_heads) == levels):
             raise ValueError("block_out_channels, down/up_block_types and attention_heads need one entry per level")
         if set(self.down_block_types) - {CROSS_ATTN_DOWN, DOWN} or set(self.up_block_types) - {CROSS_ATTN_UP, UP}:
@@ -95,11 +113,28 @@ def describe_foreign_checkpoint(keys: Sequence[str]) -> str | None:
     return None
 
 
-def infer_config(shapes: Mapping[str, Sequence[int]]) -> SEINEConfig:
+def infer_config(shapes: Mapping[str, Sequence[int]], **shape_invisible: Any) -> SEINEConfig:
     """The :class:`SEINEConfig` whose ``state_dict()`` has these key shapes; ``MVGInputError`` if not SEINE.
 
     ``shapes`` maps state-dict keys to tensor shapes. Only the architecture is read here; whether every key
-    and shape then matches is checked when the weights are loaded.
+    and shape then matches is checked when the weights are loaded. What shapes cannot show (GroupNorm groups
+    and eps, the relative-position max distance) comes from ``shape_invisible`` (``SEINEConfig`` field names)
+    or else gets the official SEINE values: :func:`.metadata.resolve_config` fills it from what a checkpoint
+    declares.
+    """
+    fields, _ = shape_fields(shapes)
+    try:
+        return SEINEConfig(**{**fields, **shape_invisible})
+    except ValueError as exc:
+        raise MVGInputError(f"unsupported SEINE checkpoint shapes: {exc}.") from exc
+
+
+def shape_fields(shapes: Mapping[str, Sequence[int]]) -> tuple[dict[str, Any], tuple[bool, ...]]:
+    """The :class:`SEINEConfig` fields these shapes show, and per level whether its head count is seen.
+
+    A level's head count shows in its temporal attention's relative-position table ``[buckets, heads]``: on
+    levels with attention, and on the last level (the mid block uses its count). On other levels it does not
+    matter to the network, and the mid block's count stands in. ``MVGInputError`` if the keys are not SEINE's.
     """
     keys = list(shapes)
     foreign = describe_foreign_checkpoint(keys)
@@ -136,26 +171,23 @@ def infer_config(shapes: Mapping[str, Sequence[int]]) -> SEINEConfig:
     mid_heads = heads_at("mid_block")
     if mid_heads is None:
         raise MVGInputError("not a SEINE UNet checkpoint: the mid block has no temporal attention.")
-    # a level without attention still has a head count in the config: the mid block's (it reads the last one)
     heads = [down_heads[i] or up_heads[n - 1 - i] or mid_heads for i in range(n)]
+    seen = tuple(bool(down_heads[i] or up_heads[n - 1 - i]) or i == n - 1 for i in range(n))
 
     def first(suffix: str) -> tuple[int, ...]:
         return shape(next((k for k in keys if k.endswith(suffix)), suffix))
 
-    bias = first(TEMPORAL_BIAS)
-    try:
-        return SEINEConfig(
-            in_channels=in_channels,
-            out_channels=out_channels,
-            block_out_channels=tuple(shape(f"down_blocks.{i}.resnets.0.conv1.weight")[0] for i in range(n)),
-            down_block_types=tuple(CROSS_ATTN_DOWN if h else DOWN for h in down_heads),
-            up_block_types=tuple(CROSS_ATTN_UP if h else UP for h in up_heads),
-            layers_per_block=len(_indices(keys, r"down_blocks\.0\.resnets\.(\d+)\.")),
-            transformer_layers=len(_indices(keys, r"mid_block\.attentions\.0\.transformer_blocks\.(\d+)\.")),
-            attention_heads=tuple(heads),
-            cross_attention_dim=first("attn2.to_k.weight")[1],
-            rotary_dim=2 * first("attn_temp.rotary_emb.freqs")[0],
-            relative_position_buckets=bias[0],
-        )
-    except ValueError as exc:
-        raise MVGInputError(f"unsupported SEINE checkpoint shapes: {exc}.") from exc
+    fields = dict(
+        in_channels=in_channels,
+        out_channels=out_channels,
+        block_out_channels=tuple(shape(f"down_blocks.{i}.resnets.0.conv1.weight")[0] for i in range(n)),
+        down_block_types=tuple(CROSS_ATTN_DOWN if h else DOWN for h in down_heads),
+        up_block_types=tuple(CROSS_ATTN_UP if h else UP for h in up_heads),
+        layers_per_block=len(_indices(keys, r"down_blocks\.0\.resnets\.(\d+)\.")),
+        transformer_layers=len(_indices(keys, r"mid_block\.attentions\.0\.transformer_blocks\.(\d+)\.")),
+        attention_heads=tuple(heads),
+        cross_attention_dim=first("attn2.to_k.weight")[1],
+        rotary_dim=2 * first("attn_temp.rotary_emb.freqs")[0],
+        relative_position_buckets=first(TEMPORAL_BIAS)[0],
+    )
+    return fields, seen

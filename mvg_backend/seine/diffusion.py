@@ -24,7 +24,7 @@ from ..errors import MVGInputError
 
 NUM_TRAIN_TIMESTEPS = 1000
 BETA_START, BETA_END = 1e-4, 0.02
-METHODS = ("ddpm", "ddim")
+SAMPLERS = ("ddpm", "ddim")
 
 StepCallback = Callable[[int, int], None]
 """``callback(steps_done, steps_total)`` after every model step; raise from it to cancel."""
@@ -88,10 +88,10 @@ class RespacedSchedule:
 
 
 def _check_inputs(noise: torch.Tensor, mask: torch.Tensor, masked_video: torch.Tensor, cond: torch.Tensor,
-                  uncond: torch.Tensor | None, method: str, generator: torch.Generator | None) -> None:
-    if method not in METHODS:
-        raise MVGInputError(f"sampler {method!r}: use one of {METHODS} (the official run uses ddpm).")
-    if method == "ddpm" and generator is None:
+                  uncond: torch.Tensor | None, sampler: str, generator: torch.Generator | None) -> None:
+    if sampler not in SAMPLERS:
+        raise MVGInputError(f"sampler {sampler!r}: use one of {SAMPLERS} (the official run uses ddpm).")
+    if sampler == "ddpm" and generator is None:
         raise MVGInputError("the ddpm sampler draws noise at every step: pass a seeded torch.Generator.")
     if noise.ndim != 5:
         raise MVGInputError(f"initial noise must be [batch, channels, frames, h, w], got {tuple(noise.shape)}.")
@@ -109,7 +109,7 @@ def _check_inputs(noise: torch.Tensor, mask: torch.Tensor, masked_video: torch.T
 @torch.no_grad()
 def sample(unet: torch.nn.Module, noise: torch.Tensor, mask: torch.Tensor, masked_video: torch.Tensor,
            cond: torch.Tensor, uncond: torch.Tensor | None, *, steps: int = 250, cfg: float = 8.0,
-           method: str = "ddpm", generator: torch.Generator | None = None,
+           sampler: str = "ddpm", generator: torch.Generator | None = None,
            callback: StepCallback | None = None) -> torch.Tensor:
     """Denoise ``noise`` into SEINE latents; returns float32 ``[b, 4, f, h, w]`` (scaled by 0.18215).
 
@@ -120,7 +120,7 @@ def sample(unet: torch.nn.Module, noise: torch.Tensor, mask: torch.Tensor, maske
     (``2b`` with guidance, of which the first ``b`` are used, as in the official sampler), so a run seeded
     like the official one replays it.
     """
-    _check_inputs(noise, mask, masked_video, cond, uncond, method, generator)
+    _check_inputs(noise, mask, masked_video, cond, uncond, sampler, generator)
     schedule = RespacedSchedule.create(steps)
     device = noise.device
     guided = uncond is not None
@@ -136,7 +136,7 @@ def sample(unet: torch.nn.Module, noise: torch.Tensor, mask: torch.Tensor, maske
         if guided:
             eps_cond, eps_uncond = eps.chunk(2)
             eps = eps_uncond + cfg * (eps_cond - eps_uncond)
-        if method == "ddim":
+        if sampler == "ddim":
             x = schedule.ddim_step(i, x, eps)
         else:
             step_noise = None

@@ -1,19 +1,24 @@
 """Reading SEINE UNet checkpoints safely, and the one-time conversion of pickled ones to safetensors.
 
-:func:`load_unet` reads ``.safetensors`` (preferred) or a ``.pt/.pth/.ckpt/.bin`` holding ``ema`` (the official
-``seine.pt``), ``state_dict``, ``model`` or a bare state dict, with ``torch.load(weights_only=True)``.
-It infers the architecture from the shapes, builds the network on the meta device (no memory, no random
-init) and assigns the checkpoint's tensors with strict key and shape checks. A pickle that needs more
-than tensors is refused with the conversion command; :func:`convert_checkpoint` (``python -m
-mvg_backend.seine convert IN OUT.safetensors --trust-pickle``) is the only code that unpickles.
+:func:`read_seine_checkpoint` reads ``.safetensors`` (preferred) or a ``.pt/.pth/.ckpt/.bin`` holding ``ema``
+(the official ``seine.pt``), ``state_dict``, ``model`` or a bare state dict, with
+``torch.load(weights_only=True)``. The architecture comes from the tensor shapes plus what the checkpoint
+declares about the values shapes cannot show (GroupNorm groups and eps; :mod:`.metadata` says where it looks
+and in which order); its ``summary`` says which value came from where. :func:`load_seine_unet` builds the
+network on the meta device (no memory, no random init) and assigns the checkpoint's tensors with strict key
+and shape checks. A pickle that needs more than tensors is refused with the conversion command;
+:func:`convert_checkpoint` (``python -m mvg_backend.seine convert IN OUT.safetensors --trust-pickle``) is the
+only code that unpickles, and it writes the resolved architecture into the safetensors header.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import zipfile
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +26,18 @@ import torch
 
 from ..errors import MVGInputError
 from .config import SEINEConfig, infer_config
+from .metadata import (
+    CONFIG_ENTRIES,
+    METADATA_KEY,
+    METADATA_SOURCE_KEY,
+    Declaration,
+    ResolvedConfig,
+    config_to_declaration,
+    declaration_from_json,
+    declaration_from_mapping,
+    describe_origins,
+    resolve_config,
+)
 from .unet import UNet3DConditionModel
 
 PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin")
@@ -63,17 +80,63 @@ def unwrap_state_dict(obj: Any, name: str) -> dict[str, torch.Tensor]:
     return dict(obj)
 
 
-def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """A SEINE checkpoint's tensors, on the CPU in their stored dtypes, without unpickling anything but tensors."""
-    p = _existing_file(path)
+# ------------------------------------------------------------------------------ what a checkpoint declares
+def pickled_declarations(obj: Any, name: str) -> list[Declaration]:
+    """The ``config`` / ``model_config`` entries beside the state dict of a loaded ``.pt``."""
+    if not isinstance(obj, Mapping) or not any(isinstance(obj.get(k), Mapping) for k in STATE_DICT_KEYS):
+        return []  # a bare state dict declares nothing
+    return [declaration_from_mapping(obj[key], f"the {key!r} entry of {name!r}")
+            for key in CONFIG_ENTRIES if key in obj]
+
+
+def safetensors_declarations(metadata: Mapping[str, str] | None, name: str) -> list[Declaration]:
+    """The architecture in a safetensors header: ``mvg_seine_config`` (ours), else a JSON ``config`` entry."""
+    metadata = metadata or {}
+    if METADATA_KEY in metadata:
+        declaration = declaration_from_json(metadata[METADATA_KEY], f"the safetensors metadata of {name!r}")
+        note = metadata.get(METADATA_SOURCE_KEY, "")
+        return [Declaration(declaration.source, declaration.values, f"the converter noted: {note}" if note else "")]
+    if "config" in metadata:
+        return [declaration_from_json(metadata["config"], f"the 'config' entry of {name!r}'s safetensors metadata")]
+    return []
+
+
+def sidecar_path(path: Path) -> Path:
+    """``<stem>.json`` next to the checkpoint (``seine.json`` for ``seine.safetensors``)."""
+    return path.with_suffix(".json")
+
+
+def sidecar_declarations(path: Path) -> list[Declaration]:
+    """The ``<stem>.json`` beside ``path``, if there is one."""
+    sidecar = sidecar_path(path)
+    if not sidecar.is_file():
+        return []
+    try:
+        text = sidecar.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise MVGInputError(f"{sidecar.name!r} next to {path.name!r} cannot be read ({exc}).") from None
+    return [declaration_from_json(text, f"{sidecar.name!r} beside it")]
+
+
+def _searched(path: Path) -> str:
+    inside = ("no architecture in its safetensors metadata" if path.suffix.lower() == ".safetensors"
+              else "no 'config'/'model_config' entry")
+    return f"{inside}, no {sidecar_path(path).name} beside it"
+
+
+# ------------------------------------------------------------------------------ reading
+def _read(p: Path) -> tuple[dict[str, torch.Tensor], list[Declaration]]:
+    """Tensors (CPU, stored dtypes) and what the file itself declares, unpickling nothing but tensors."""
     if p.suffix.lower() == ".safetensors":
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
+        from safetensors import SafetensorError, safe_open
 
         try:
-            return load_file(str(p))
+            with safe_open(str(p), framework="pt") as f:
+                metadata = f.metadata()
+                state = {key: f.get_tensor(key) for key in f.keys()}  # noqa: SIM118 (no __iter__)
         except (SafetensorError, OSError) as exc:
             raise _corrupt(p, exc) from None
+        return state, safetensors_declarations(metadata, p.name)
     try:
         obj = torch.load(str(p), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -88,7 +151,44 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         ) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
         raise _corrupt(p, exc) from None
-    return unwrap_state_dict(obj, p.name)
+    return unwrap_state_dict(obj, p.name), pickled_declarations(obj, p.name)
+
+
+@dataclass
+class SEINECheckpoint:
+    """A SEINE checkpoint read from disk: its tensors and the architecture to run them with."""
+
+    name: str
+    state: dict[str, torch.Tensor]
+    resolved: ResolvedConfig
+
+    @property
+    def config(self) -> SEINEConfig:
+        return self.resolved.config
+
+    @property
+    def summary(self) -> str:
+        """Widths and heads (from the shapes); GroupNorm groups and eps, and where they came from."""
+        return self.resolved.summary
+
+    @property
+    def parameter_count(self) -> int:
+        return sum(t.numel() for t in self.state.values())
+
+
+def read_seine_checkpoint(path: str | os.PathLike) -> SEINECheckpoint:
+    """A SEINE checkpoint's tensors (CPU, stored dtypes) and architecture, unpickling nothing but tensors.
+
+    The architecture: the shapes, plus what the file declares about the rest (its own metadata, then a
+    ``<stem>.json`` beside it; :mod:`.metadata`), and the official SEINE values for what nothing declares.
+    """
+    p = _existing_file(path)
+    state, declarations = _read(p)
+    if not state:
+        raise MVGInputError(f"SEINE checkpoint {p.name!r} holds no tensors.")
+    declarations += sidecar_declarations(p)
+    shapes = {k: tuple(v.shape) for k, v in state.items()}
+    return SEINECheckpoint(p.name, state, resolve_config(shapes, declarations, p.name, _searched(p)))
 
 
 def check_state_dict(model: torch.nn.Module, state: Mapping[str, torch.Tensor], name: str) -> None:
@@ -109,10 +209,15 @@ def check_state_dict(model: torch.nn.Module, state: Mapping[str, torch.Tensor], 
         )
 
 
-def unet_from_state_dict(state: dict[str, torch.Tensor], *, device: str | torch.device = "cpu",
-                         dtype: torch.dtype = torch.float32, name: str = "state dict") -> UNet3DConditionModel:
-    """Build the UNet the shapes describe on the meta device and assign the tensors (consumes ``state``)."""
-    config = infer_config({k: tuple(v.shape) for k, v in state.items()})
+def unet_from_state_dict(state: dict[str, torch.Tensor], *, config: SEINEConfig | None = None,
+                         device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
+                         name: str = "state dict") -> UNet3DConditionModel:
+    """Build the UNet on the meta device and assign the tensors (consumes ``state``).
+
+    ``config`` defaults to what the shapes describe, with the official SEINE values for the rest
+    (:func:`.config.infer_config`); pass :attr:`SEINECheckpoint.config` to honour what a checkpoint declares.
+    """
+    config = config or infer_config({k: tuple(v.shape) for k, v in state.items()})
     with torch.device("meta"):
         model = UNet3DConditionModel(config)
     check_state_dict(model, state, name)
@@ -124,23 +229,29 @@ def unet_from_state_dict(state: dict[str, torch.Tensor], *, device: str | torch.
     return model.eval().requires_grad_(False)
 
 
-def load_unet(path: str | os.PathLike, device: str | torch.device = "cpu",
-              dtype: torch.dtype = torch.float32) -> UNet3DConditionModel:
-    """The SEINE UNet in ``path`` (architecture inferred from its shapes), in eval mode on ``device``/``dtype``.
+def load_seine_unet(path: str | os.PathLike, device: str | torch.device = "cpu",
+                    dtype: torch.dtype = torch.float32) -> UNet3DConditionModel:
+    """The SEINE UNet in ``path``, in eval mode on ``device``/``dtype``, with the architecture
+    :func:`read_seine_checkpoint` resolves (call that for the summary of where each value came from).
 
     ``forward(sample [b,9,f,h,w], timestep, encoder_hidden_states)`` returns epsilon ``[b,4,f,h,w]``.
     """
-    p = _existing_file(path)
-    return unet_from_state_dict(read_state_dict(p), device=device, dtype=dtype, name=p.name)
+    checkpoint = read_seine_checkpoint(path)
+    return unet_from_state_dict(checkpoint.state, config=checkpoint.config, device=device, dtype=dtype,
+                                name=checkpoint.name)
 
 
+# ------------------------------------------------------------------------------ conversion
 def convert_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, *,
-                       trust_pickle: bool = False) -> SEINEConfig:
+                       trust_pickle: bool = False) -> ResolvedConfig:
     """Unpickle a trusted SEINE ``.pt``/``.ckpt`` once and write its UNet state dict as ``.safetensors``.
 
     The only place in the pack that runs ``torch.load(weights_only=False)``, and only with
-    ``trust_pickle=True``. The state dict is checked against the architecture its shapes describe before
-    ``dst`` is written (atomically). Returns that architecture.
+    ``trust_pickle=True``. The architecture is resolved as the loader does (shapes; the ``.pt``'s
+    ``config``/``model_config`` entry and a ``<stem>.json`` beside it; official SEINE values for the rest)
+    and written into the header (``mvg_seine_config``; where each value came from in
+    ``mvg_seine_config_source``), so the converted file describes itself. The state dict is checked against
+    that architecture before ``dst`` is written (atomically). Returns the resolved architecture.
     """
     from safetensors.torch import save_file
 
@@ -161,9 +272,11 @@ def convert_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, *,
     except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
         raise _corrupt(source, exc) from None
     state = unwrap_state_dict(obj, source.name)
-    config = infer_config({k: tuple(v.shape) for k, v in state.items()})
+    declarations = pickled_declarations(obj, source.name) + sidecar_declarations(source)
+    shapes = {k: tuple(v.shape) for k, v in state.items()}
+    resolved = resolve_config(shapes, declarations, source.name, _searched(source))
     with torch.device("meta"):
-        check_state_dict(UNet3DConditionModel(config), state, source.name)
+        check_state_dict(UNet3DConditionModel(resolved.config), state, source.name)
     # safetensors stores each tensor once: copy tensors that share storage (the official rotary
     # frequencies are one tensor under 16 names)
     seen: set[int] = set()
@@ -172,7 +285,14 @@ def convert_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, *,
         pointer = tensor.untyped_storage().data_ptr()
         tensors[key] = tensor.detach().clone() if pointer in seen else tensor.detach().contiguous()
         seen.add(pointer)
+    metadata = {
+        "format": "pt",
+        "mvg_model": "seine-unet",
+        "source": source.name,
+        METADATA_KEY: json.dumps(config_to_declaration(resolved.config)),
+        METADATA_SOURCE_KEY: f"converted from {source.name!r}; {describe_origins(resolved.origins, resolved.config)}",
+    }
     partial = target.with_name(target.name + ".part")
-    save_file(tensors, str(partial), metadata={"format": "pt", "mvg_model": "seine-unet", "source": source.name})
+    save_file(tensors, str(partial), metadata=metadata)
     os.replace(partial, target)
-    return config
+    return resolved

@@ -6,7 +6,12 @@ For keyframes ``k`` and ``k+1`` SEINE generates a clip of ``frames`` frames whos
 - mask: 0 on the two known frames, 1 on the frames to generate (constant over each frame, so it equals its
   nearest-neighbour resize to the latent grid);
 - the UNet input is ``[noisy latents (4), mask (1), masked-video latents (4)]``; DDPM or DDIM with CFG on
-  the prompt (default "smooth transition") against the empty prompt.
+  the prompt against the empty prompt. The default prompt is the official script's effective one,
+  ``"smooth transitionsmooth transition."`` (:data:`DEFAULT_PROMPT`).
+
+SEINE works at 512x512 by default, as the official script does (it stretches both keyframes to its
+``image_size`` 512x512, bilinearly); the generated frames are resized back to the keyframes' size.
+``resolution="native"`` works at the keyframes' own size instead (edge-padded to multiples of 8, then cropped).
 
 K keyframes make K−1 transitions; they are concatenated with each shared keyframe once, so the output has
 ``(K−1)·(frames−1)+1`` frames. Keyframe positions hold the keyframes themselves (not their VAE
@@ -26,13 +31,19 @@ import torch
 from ..errors import MVGInputError, MVGRuntimeError
 from ..io import as_rgb_image
 from .backend import SEINEBackend
-from .diffusion import METHODS as SAMPLERS
-from .diffusion import respaced_timesteps, sample
+from .diffusion import SAMPLERS, respaced_timesteps, sample
 from .fallback import FALLBACK_METHODS, interpolate
 
-METHODS = ("seine", *FALLBACK_METHODS)
+TRANSITION_METHODS = ("seine", *FALLBACK_METHODS)
 DEFAULT_FRAMES, DEFAULT_STEPS, DEFAULT_CFG, DEFAULT_SAMPLER = 16, 250, 8.0, "ddpm"
-DEFAULT_PROMPT = "smooth transition"
+DEFAULT_PROMPT = "smooth transition" + "smooth transition."
+"""The official script's effective prompt: its ``text_prompt[0]`` ("smooth transition") joined to its
+``additional_prompt`` ("smooth transition.") with no space between: ``"smooth transitionsmooth transition."``."""
+OFFICIAL_SIZE = 512
+"""The official working size: the official script resizes both keyframes to ``OFFICIAL_SIZE`` squared."""
+RESOLUTIONS = ("512 (official)", "native")
+"""Where SEINE works: at 512x512 like the official script (frames resized back), or at the keyframes' size."""
+DEFAULT_RESOLUTION = RESOLUTIONS[0]
 VAE_CHUNK = 4
 """Frames per VAE call when encoding and decoding (bounds the VAE's activation memory)."""
 LATENT_FACTOR = 8
@@ -41,7 +52,7 @@ ProgressCallback = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)
-class FrameRecord:
+class TransitionFrame:
     """What one output frame is: keyframe ``keyframe`` (0-based), or frame ``position`` of ``transition``."""
 
     index: int
@@ -54,10 +65,10 @@ class FrameRecord:
 
 @dataclass
 class TransitionResult:
-    """``frames`` float32 ``[T,H,W,3]`` in 0..1, one :class:`FrameRecord` per frame, notes and settings."""
+    """``frames`` float32 ``[T,H,W,3]`` in 0..1, one :class:`TransitionFrame` per frame, notes and settings."""
 
     frames: np.ndarray
-    records: list[FrameRecord]
+    records: list[TransitionFrame]
     notes: list[str] = field(default_factory=list)
     settings: dict[str, Any] = field(default_factory=dict)
 
@@ -68,10 +79,13 @@ class TransitionResult:
         how = s["method"]
         if how == "seine":
             how += f" ({s['sampler']}, {s['steps']} steps, cfg {s['cfg']}, prompt {s['prompt']!r}, seed {s['seed']})"
+        image = f"image {s['width']}x{s['height']}"
+        if s["method"] == "seine":
+            image += f"; SEINE worked at {s['work_width']}x{s['work_height']} (resolution {s['resolution']})"
         lines = [
             (f"transitions: {s['keyframes']} keyframes -> {s['keyframes'] - 1} transition(s) x {s['frames']} frames "
              f"= {len(self.records)} frames, by {how}"),
-            f"image {s['width']}x{s['height']}",
+            image,
         ]
         lines += [f"note: {n}" for n in self.notes]
         inner = s["frames"] - 2
@@ -126,6 +140,29 @@ def pad_to_latent_grid(frames: np.ndarray) -> tuple[np.ndarray, list[str]]:
     return np.pad(frames, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="edge"), [note]
 
 
+def resize_to_official_size(frames: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """``[K,H,W,3]`` stretched to ``OFFICIAL_SIZE`` squared as the official script does (bilinear, corners not
+    aligned, no antialiasing), and a note; unchanged if already that size."""
+    h, w = frames.shape[1:3]
+    size = OFFICIAL_SIZE
+    if (h, w) == (size, size):
+        return frames, []
+    pixels = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)
+    resized = torch.nn.functional.interpolate(pixels, size=(size, size), mode="bilinear", align_corners=False)
+    note = (f"keyframes are {w}x{h}: SEINE works at the official {size}x{size} (both keyframes stretched to it, as "
+            f"the official script does); the generated frames are resized back to {w}x{h}.")
+    return resized.permute(0, 2, 3, 1).numpy().astype(np.float32), [note]
+
+
+def resize_frames(frames: np.ndarray, height: int, width: int) -> np.ndarray:
+    """``[N,h,w,3]`` -> ``[N,height,width,3]`` in 0..1: area averaging when shrinking, bicubic when enlarging."""
+    h, w = frames.shape[1:3]
+    if (h, w) == (height, width):
+        return frames
+    interpolation = cv2.INTER_AREA if height * width < h * w else cv2.INTER_CUBIC
+    return np.stack([np.clip(cv2.resize(f, (width, height), interpolation=interpolation), 0, 1) for f in frames])
+
+
 def onelast_conditioning(first: torch.Tensor, last: torch.Tensor, grey: torch.Tensor,
                          frames: int) -> tuple[torch.Tensor, torch.Tensor]:
     """``(mask [1,1,F,h,w], masked-video latents [1,4,F,h,w])`` for a clip whose first and last frames are known.
@@ -138,9 +175,12 @@ def onelast_conditioning(first: torch.Tensor, last: torch.Tensor, grey: torch.Te
     return mask, video
 
 
-def _check_settings(method: str, frames: int, steps: int, cfg: float, sampler: str, seed: int, vae_chunk: int) -> None:
-    if method not in METHODS:
-        raise MVGInputError(f"method={method!r}: use one of {METHODS}.")
+def _check_settings(method: str, frames: int, steps: int, cfg: float, sampler: str, seed: int, vae_chunk: int,
+                    resolution: str) -> None:
+    if method not in TRANSITION_METHODS:
+        raise MVGInputError(f"method={method!r}: use one of {TRANSITION_METHODS}.")
+    if resolution not in RESOLUTIONS:
+        raise MVGInputError(f"resolution={resolution!r}: use one of {RESOLUTIONS} (the official run works at 512x512).")
     if not isinstance(frames, (int, np.integer)) or frames < 3:
         raise MVGInputError(
             f"frames={frames!r}: a transition needs at least 3 frames (both keyframes and one between); SEINE was "
@@ -175,7 +215,7 @@ def _seine_interiors(backend: SEINEBackend, keyframes: np.ndarray, *, frames: in
     pixels = torch.from_numpy(np.concatenate([keyframes, np.full_like(keyframes[:1], 0.5)]))
     latents = torch.cat([backend.encode_frames(pixels[i:i + vae_chunk]) for i in range(0, len(pixels), vae_chunk)])
 
-    unet = backend.load_unet()
+    unet = backend.prepare_unet()
     config, device = unet.config, unet.conv_in.weight.device
     if latents.shape[1] != config.latent_channels:
         raise MVGInputError(f"the VAE makes {latents.shape[1]}-channel latents but SEINE needs {config.latent_channels}: "
@@ -191,7 +231,7 @@ def _seine_interiors(backend: SEINEBackend, keyframes: np.ndarray, *, frames: in
         generator = torch.Generator("cpu").manual_seed((seed + j) % 2**64)
         mask, video = onelast_conditioning(latents[j], latents[j + 1], latents[-1], frames)
         noise = torch.randn(video.shape, generator=generator).to(device)
-        result = sample(unet, noise, mask, video, cond, uncond, steps=steps, cfg=cfg, method=sampler,
+        result = sample(unet, noise, mask, video, cond, uncond, steps=steps, cfg=cfg, sampler=sampler,
                         generator=generator, callback=lambda n, _total, j=j: report(j * steps + n))
         if not torch.isfinite(result).all():
             raise MVGRuntimeError(f"SEINE produced NaN/inf latents in transition {j + 1}: in fp16 try bf16 or fp32.")
@@ -208,13 +248,16 @@ def _seine_interiors(backend: SEINEBackend, keyframes: np.ndarray, *, frames: in
 def transition_frames(keyframes: Any, *, method: str = "seine", backend: SEINEBackend | None = None,
                       frames: int = DEFAULT_FRAMES, steps: int = DEFAULT_STEPS, cfg: float = DEFAULT_CFG,
                       sampler: str = DEFAULT_SAMPLER, seed: int = 0, prompt: str = DEFAULT_PROMPT,
-                      vae_chunk: int = VAE_CHUNK, progress: ProgressCallback | None = None) -> TransitionResult:
+                      resolution: str = DEFAULT_RESOLUTION, vae_chunk: int = VAE_CHUNK,
+                      progress: ProgressCallback | None = None) -> TransitionResult:
     """Frames through all ``keyframes`` (batch ``[K,H,W,C]`` or a list), ``frames`` per transition.
 
     ``method="seine"`` needs ``backend`` (a :class:`SEINEBackend`); without one the optical-flow fallback
-    runs and the result says so. ``"optical_flow"`` and ``"crossfade"`` need no model.
+    runs and the result says so. ``"optical_flow"`` and ``"crossfade"`` need no model. ``resolution`` (one
+    of :data:`RESOLUTIONS`) is where SEINE works: ``"512 (official)"`` or the keyframes' ``"native"`` size;
+    the output always has the keyframes' size, and the fallbacks always work at it.
     """
-    _check_settings(method, frames, steps, cfg, sampler, seed, vae_chunk)
+    _check_settings(method, frames, steps, cfg, sampler, seed, vae_chunk, resolution)
     images, notes = prepare_keyframes(keyframes)
     k, h, w = images.shape[:3]
     if method == "seine" and backend is None:
@@ -227,10 +270,18 @@ def transition_frames(keyframes: Any, *, method: str = "seine", backend: SEINEBa
         if frames != DEFAULT_FRAMES:
             notes.append(f"SEINE was trained on {DEFAULT_FRAMES}-frame clips; {frames} frames per transition may "
                          "look less smooth.")
-        padded, pad_notes = pad_to_latent_grid(images)
-        notes += pad_notes
-        inners = _seine_interiors(backend, padded, frames=frames, steps=steps, cfg=cfg, sampler=sampler, seed=seed,
-                                  prompt=prompt, vae_chunk=vae_chunk, progress=progress)[:, :, :h, :w]
+        if resolution == "native":
+            work, size_notes = pad_to_latent_grid(images)
+        else:
+            work, size_notes = resize_to_official_size(images)
+        notes += size_notes
+        work_h, work_w = work.shape[1:3]
+        inners = _seine_interiors(backend, work, frames=frames, steps=steps, cfg=cfg, sampler=sampler, seed=seed,
+                                  prompt=prompt, vae_chunk=vae_chunk, progress=progress)
+        if resolution == "native":
+            inners = inners[:, :, :h, :w]
+        else:
+            inners = resize_frames(inners.reshape(-1, work_h, work_w, 3), h, w).reshape(k - 1, frames - 2, h, w, 3)
     else:
         inners = []
         for j in range(k - 1):
@@ -238,14 +289,16 @@ def transition_frames(keyframes: Any, *, method: str = "seine", backend: SEINEBa
             if progress is not None:
                 progress(j + 1, k - 1)
 
-    out, records = [images[0]], [FrameRecord(0, "keyframe", keyframe=0)]
+    out, records = [images[0]], [TransitionFrame(0, "keyframe", keyframe=0)]
     for j in range(k - 1):
         seeded = (seed + j) % 2**64 if method == "seine" else None
         for p, frame in enumerate(inners[j], start=1):
-            records.append(FrameRecord(len(out), method, transition=j + 1, position=p, seed=seeded))
+            records.append(TransitionFrame(len(out), method, transition=j + 1, position=p, seed=seeded))
             out.append(frame)
-        records.append(FrameRecord(len(out), "keyframe", keyframe=j + 1))
+        records.append(TransitionFrame(len(out), "keyframe", keyframe=j + 1))
         out.append(images[j + 1])
     settings = dict(method=method, keyframes=k, frames=frames, steps=steps, cfg=cfg, sampler=sampler, seed=seed,
-                    prompt=prompt, width=w, height=h)
+                    prompt=prompt, width=w, height=h, resolution=resolution)
+    if method == "seine":
+        settings.update(work_width=work_w, work_height=work_h)
     return TransitionResult(np.stack(out).astype(np.float32), records, notes, settings)
