@@ -40,6 +40,7 @@ CONTRACT = [
      "set_alpha_to_one": True},
     {"key": "S10_g0.5_sd_config", "steps": 10, "strength": 0.5, "set_alpha_to_one": None},
 ]
+TOKEN_TEXTS = ["a chest x-ray", "", "right-sided pleural effusion, moderate", LONG_PROMPT]
 ATOL = 1e-4  # measured: UNet inputs <= 1e-5, frames <= 2e-5 (fp32, CPU)
 
 
@@ -135,10 +136,12 @@ def test_samplers_that_drop_the_penultimate_sigma(comfy, kl_checkpoint, tmp_path
 # --------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def contract_runs(comfy, kl_checkpoint, tmp_path_factory):
-    out = probe(comfy, {"mode": "contract", "checkpoint": str(kl_checkpoint), "settings": CONTRACT},
-                tmp_path_factory.mktemp("contract"))
+    out = probe(comfy, {"mode": "contract", "checkpoint": str(kl_checkpoint), "settings": CONTRACT,
+                        "token_texts": TOKEN_TEXTS}, tmp_path_factory.mktemp("contract"))
     info = json.loads((out / "contract.json").read_text())
-    return {key: (dict(np.load(out / f"{key}.npz")), info[key]) for key in info}
+    runs = {s["key"]: (dict(np.load(out / f"{s['key']}.npz")), info[s["key"]]) for s in CONTRACT}
+    runs["extra"] = ({}, {k: v for k, v in info.items() if k not in runs})
+    return runs
 
 
 def _max(a, b) -> float:
@@ -188,3 +191,10 @@ def test_sd_config_ddim_differs_only_in_its_last_step(contract_runs):
     frames = _max(arrays["comfy_frames"], arrays["diffusers_frames"])
     print(f"\nSD config: round 2 first input differs by {later:.2g}, frames by {frames:.2g}")
     assert ATOL < later < 0.1 and ATOL < frames < 0.1
+
+
+def test_both_backends_count_tokens_alike_and_comfy_refuses_posterior_sampling(contract_runs):
+    extra = contract_runs["extra"][1]
+    assert extra["tokens"]["comfy"] == extra["tokens"]["diffusers"]
+    assert extra["tokens"]["diffusers"][:2] == [5, 0] and extra["tokens"]["diffusers"][3] > 75
+    assert extra["comfy_posterior_sample"].startswith("MVGInputError: posterior='sample'")
