@@ -131,6 +131,19 @@ def test_samplers_that_drop_the_penultimate_sigma(comfy, kl_checkpoint, tmp_path
         assert r["received"] == r["full"][-(r["n"] + 1):], r
 
 
+def test_every_comfy_sampler_starts_from_the_noised_start_and_anchors_with_the_anchor_noise(comfy, kl_checkpoint,
+                                                                                         tmp_path):
+    """For every sampler ComfyUI offers (uni_pc included): the first model call sees ``start + σ0·noise``
+    everywhere (the whole latent noised, not re-anchored); every later call sees the original re-noised
+    with the anchor noise, ``original + σ·anchor_noise``, outside the mask."""
+    rows = json.loads((probe(comfy, {"mode": "samplers", "checkpoint": str(kl_checkpoint)}, tmp_path)
+                       / "samplers.json").read_text())
+    assert len(rows) >= 40 and {"ddim", "euler", "uni_pc", "dpmpp_2m_sde", "lcm"} <= {r["sampler"] for r in rows}
+    failed = [r for r in rows if "error" in r or not r["finite"] or r["first_error"] > 1e-5
+              or r["anchor_error"] is None or r["anchor_error"] > 1e-5 or r["inside_moves"] < 0.1]
+    assert failed == [], failed
+
+
 # --------------------------------------------------------------------------------------------------
 # one contract: both backends, the same weights, image, mask, prompts and seed
 # --------------------------------------------------------------------------------------------------
