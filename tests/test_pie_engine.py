@@ -197,7 +197,7 @@ def test_same_seed_bit_identical_different_seed_differs(tiny_backend, phantom):
 
 @pytest.mark.parametrize("scheduler", ["euler", "euler_ancestral", "dpmpp_2m", "ddpm"])
 def test_other_schedulers_anchor_and_count(tiny_components, phantom, scheduler):
-    from mvg_backend.pie.diffusers_backend import make_scheduler
+    from mvg_backend.pie.schedulers import make_scheduler
 
     unet, vae, text_encoder, tokenizer, base = tiny_components
     counter = CallCounter(unet)
