@@ -275,8 +275,7 @@ class ReferencePIE:
     """PediaMedAI/PIE's per-round work (``pipeline_stable_diffusion_pie.py`` called once per round by
     ``run_pie.py``), written over the same diffusers components; see the module docstring.
 
-    Deviations that cost nothing measurable: a seeded generator (the reference passes none), the initial noise
-    multiplied by the mask (DESIGN.md §3; the released pipeline passes ``mask=None`` there), the step count from
+    Deviations that cost nothing measurable: a seeded generator (the reference passes none), the step count from
     ``denoising_steps`` so that both sides make the same number of UNet calls (the reference floors γ·S; equal at
     the settings benchmarked), and no PNG written per round (``run_pie.py`` saves each frame).
     """
@@ -326,7 +325,7 @@ class ReferencePIE:
         timesteps = sched.timesteps[setting.steps - n:]
 
         latents = self._encode(image, generator)
-        noise = torch.randn(latents.shape, generator=generator) * mask_lat
+        noise = torch.randn(latents.shape, generator=generator)  # the whole latent (prepare_latents, mask=None)
         latents = sched.add_noise(latents, noise, timesteps[:1])
         init_latents = self._encode(init, generator)
         inter = self._encode(init, generator)

@@ -18,6 +18,7 @@ from .io.files import OutputDir, read_image, to_uint8, write_png
 DEMO_REPORT = ("Mild non-proliferative diabetic retinopathy with scattered microaneurysms at the posterior pole. "
                "No macular edema.")
 DTYPES = ("fp32", "fp16", "bf16")
+SCHEDULER_NAMES = ("ddim", "pndm", "ddpm", "euler", "euler_ancestral", "dpmpp_2m")  # = pie.schedulers.SCHEDULERS
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
@@ -27,7 +28,9 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     src.add_argument("--model-dir", type=Path, help="diffusers-format SD 1.x folder")
     g.add_argument("--config", type=Path, help="diffusers config folder for --checkpoint (default: shipped SD 1.x)")
     g.add_argument("--unet", type=Path, help="fine-tuned UNet replacing the base one (folder or .safetensors)")
-    g.add_argument("--scheduler", default="ddim", help="ddim (reference), ddpm, euler, euler_ancestral, dpmpp_2m, unipc")
+    g.add_argument("--scheduler", default="ddim", choices=SCHEDULER_NAMES,
+                   help="ddim (default, deterministic), pndm (the SD 1.4 scheduler the reference ran), ddpm, euler, "
+                        "euler_ancestral, dpmpp_2m")
     g.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
     g.add_argument("--dtype", default="fp32", choices=DTYPES)
 
@@ -42,6 +45,8 @@ def _add_pie_args(p: argparse.ArgumentParser, *, rounds: int, steps: int) -> Non
     g.add_argument("--beta2", type=float, default=0.75)
     g.add_argument("--seed", type=int, default=0, help="round k uses seed + k - 1")
     g.add_argument("--chain", choices=("latent", "pixel"), default="latent")
+    g.add_argument("--posterior", choices=("mode", "sample"), default="mode",
+                   help="VAE latents: the posterior mode (default) or a seeded posterior sample (as the reference)")
     g.add_argument("--no-original", action="store_true", help="do not put the original first")
     p.add_argument("--out", type=Path, required=True, help="output folder (must be new or empty)")
     p.add_argument("--overwrite", action="store_true", help="allow a non-empty --out")
@@ -159,7 +164,7 @@ def run(args: argparse.Namespace) -> int:
         result = progressive_edit(
             backend, image, mask, plan, rounds=args.rounds, strength=args.strength, steps=args.steps,
             guidance=args.cfg, beta1=args.beta1, beta2=args.beta2, seed=args.seed, chain=args.chain,
-            include_original=not args.no_original, progress=progress,
+            include_original=not args.no_original, posterior=args.posterior, progress=progress,
         )
         print(file=sys.stderr)
         if model_note:

@@ -56,7 +56,8 @@ class ProgressiveEdit(io.ComfyNode):
             display_name="MVG Progressive Edit (PIE)",
             category="MVG",
             description="Progressive Image Editing (arXiv 2309.11745) over MVG's disease stages. Edits only inside "
-                        "the mask; outside it every step is re-anchored to the original.",
+                        "the mask; outside it every step is re-anchored to the original. Prompts are cut to the "
+                        "75 CLIP tokens that fit one context (the summary names what was dropped).",
             inputs=[
                 io.Model.Input("model"),
                 io.Clip.Input("clip"),
@@ -67,13 +68,18 @@ class ProgressiveEdit(io.ComfyNode):
                 io.Int.Input("rounds", default=10, min=1, max=200,
                              tooltip="Total PIE rounds, shared by the stages (a stage's {rounds=N} overrides)."),
                 io.Float.Input("strength", default=0.5, min=0.01, max=1.0, step=0.01,
-                               tooltip="γ: how far each round re-noises; each round runs ceil(γ·steps) model steps."),
+                               tooltip="γ: how far each round re-noises; each round runs the last ceil(γ·steps) "
+                                       "steps of the steps-step schedule."),
                 io.Int.Input("steps", default=50, min=1, max=1000, tooltip="Scheduler steps of a full denoise."),
-                io.Float.Input("cfg", default=7.5, min=0.0, max=100.0, step=0.1, round=0.01),
+                io.Float.Input("cfg", default=7.5, min=0.0, max=100.0, step=0.1, round=0.01,
+                               tooltip="Classifier-free guidance g in uncond + g·(cond − uncond), for every g ≥ 0 "
+                                       "(1: the prompt alone; below 1 moves toward the negative prompt)."),
                 io.Combo.Input("sampler_name", options=comfy.samplers.KSampler.SAMPLERS, default="ddim"),
                 io.Combo.Input("scheduler", options=comfy.samplers.KSampler.SCHEDULERS, default="ddim_uniform"),
                 io.Float.Input("beta1", default=0.01, min=0.0, max=1.0, step=0.01,
-                               tooltip="β1: how much of each round's change is kept outside the mask."),
+                               tooltip="β1: how much of each round's change is kept outside the mask. The region "
+                                       "outside is re-anchored to the original after every round, so β1 only "
+                                       "acts where the mask is soft (between 0 and 1)."),
                 io.Float.Input("beta2", default=0.75, min=0.0, max=1.0, step=0.01,
                                tooltip="β2: how much of each round's change is kept inside the mask."),
                 io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,

@@ -30,10 +30,18 @@ def test_blend_matches_formula_per_round(phantom):
     run(fake, image, mask, rounds=3, beta1=0.2, beta2=0.6, include_original=False)
     z0 = fake.calls[0]["original"]
     m = fake.calls[0]["mask"]
+    soft = (m > 0) & (m < 1)
+    assert soft.any()
     for prev, nxt in zip(fake.calls, fake.calls[1:]):
-        z_hat = prev["start"] * fake.scale + fake.shift
+        raw = prev["start"] * fake.scale + fake.shift  # what the fake returns, outside the mask too
+        z_hat = m * raw + (1 - m) * z0  # the engine's final re-anchoring
         expected = m * (z0 + 0.6 * (z_hat - z0)) + (1 - m) * (z0 + 0.2 * (z_hat - z0))
         torch.testing.assert_close(nxt["start"], expected, rtol=0, atol=1e-6)
+        # so β1 acts only where 0 < M < 1: cells with M == 0 stay exactly z0
+        zero = (m == 0).expand_as(z0)
+        assert torch.equal(nxt["start"][zero], z0[zero])
+        blend_of_raw = m * (z0 + 0.6 * (raw - z0)) + (1 - m) * (z0 + 0.2 * (raw - z0))  # without re-anchoring
+        assert not torch.allclose(nxt["start"][soft.expand_as(z0)], blend_of_raw[soft.expand_as(z0)])
 
 
 def test_blend_function_endpoints():
@@ -80,7 +88,7 @@ def test_text_encoded_once_per_stage(phantom):
     fake = FakeBackend()
     run(fake, image, mask, rounds=6)
     assert fake.prompts == [(PROMPTS[0], ""), (PROMPTS[1], "")]
-    assert [c["cond"] for c in fake.calls] == [PROMPTS[0]] * 3 + [PROMPTS[1]] * 3
+    assert [c["text"].positive for c in fake.calls] == [PROMPTS[0]] * 3 + [PROMPTS[1]] * 3
 
 
 def test_nan_in_latents_raises_clear_error(phantom):
@@ -104,7 +112,8 @@ def test_stage_schedule_keyframes_and_records(phantom):
     assert [(r.stage, r.round, r.global_round) for r in res.records] == [
         (-1, 0, 0), (0, 1, 1), (0, 2, 2), (1, 1, 3), (2, 1, 4), (2, 2, 5)]
     assert [c["seed"] for c in fake.calls] == [7, 8, 9, 10, 11]
-    assert [c["strength"] for c in fake.calls] == [0.5, 0.5, 0.3, 0.5, 0.5]
+    assert [c["denoise_steps"] for c in fake.calls] == [5, 5, 3, 5, 5]  # ceil(γ·10), γ per stage
+    assert {c["steps"] for c in fake.calls} == {10}
     assert res.records[3].stage_name == "moderate" and res.records[3].is_keyframe
     assert "frame 3: stage 2 'moderate' round 1/1 (γ 0.3, seed 9) [keyframe]" in res.summary
 
@@ -188,7 +197,7 @@ def test_same_seed_bit_identical_different_seed_differs(tiny_backend, phantom):
 
 @pytest.mark.parametrize("scheduler", ["euler", "euler_ancestral", "dpmpp_2m", "ddpm"])
 def test_other_schedulers_anchor_and_count(tiny_components, phantom, scheduler):
-    from mvg_backend.pie.diffusers_backend import make_scheduler
+    from mvg_backend.pie.schedulers import make_scheduler
 
     unet, vae, text_encoder, tokenizer, base = tiny_components
     counter = CallCounter(unet)

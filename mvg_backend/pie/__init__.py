@@ -4,11 +4,14 @@
 :class:`PIEBackend` (``DiffusersBackend`` here, the ComfyUI one in the pack's ``nodes/``).
 """
 
-from .backend import PIEBackend, denoising_steps
-from .diffusers_backend import SCHEDULERS, DiffusersBackend
-from .engine import CHAIN_MODES, FrameRecord, PIEResult, blend_toward_original, progressive_edit, schedule_rounds
+from .backend import MAX_PROMPT_TOKENS, PIEBackend, RoundSpec, TextConditioning, denoising_steps, round_noise
+from .diffusers_backend import DiffusersBackend
+from .engine import (CHAIN_MODES, POSTERIOR_MODES, FrameRecord, PIEResult, blend_toward_original, latent_mask,
+                     progressive_edit, schedule_rounds)
+from .schedulers import SCHEDULERS
 
 __all__ = [
-    "CHAIN_MODES", "SCHEDULERS", "DiffusersBackend", "FrameRecord", "PIEBackend", "PIEResult",
-    "blend_toward_original", "denoising_steps", "progressive_edit", "schedule_rounds",
+    "CHAIN_MODES", "MAX_PROMPT_TOKENS", "POSTERIOR_MODES", "SCHEDULERS", "DiffusersBackend", "FrameRecord",
+    "PIEBackend", "PIEResult", "RoundSpec", "TextConditioning", "blend_toward_original", "denoising_steps",
+    "latent_mask", "progressive_edit", "round_noise", "schedule_rounds",
 ]

@@ -3,43 +3,31 @@
 from __future__ import annotations
 
 import inspect
+import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from ..errors import MVGInputError
-from .backend import StepCallback, denoising_steps
+from .backend import RoundSpec, StepCallback, TextConditioning
+from .schedulers import check_scheduler_class, make_scheduler, round_timesteps
 
-SCHEDULERS = {
-    "ddim": "DDIMScheduler",
-    "ddpm": "DDPMScheduler",
-    "euler": "EulerDiscreteScheduler",
-    "euler_ancestral": "EulerAncestralDiscreteScheduler",
-    "dpmpp_2m": "DPMSolverMultistepScheduler",
-    "unipc": "UniPCMultistepScheduler",
-}
-
-
-def make_scheduler(name: str, base: Any) -> Any:
-    """A scheduler of kind ``name`` (see ``SCHEDULERS``) with the noise schedule of ``base``."""
-    import diffusers
-
-    if name not in SCHEDULERS:
-        raise MVGInputError(f"scheduler {name!r} is not supported; choose one of {sorted(SCHEDULERS)}.")
-    return getattr(diffusers, SCHEDULERS[name]).from_config(base.config)
+if TYPE_CHECKING:
+    from .loading import SDComponents
 
 
 class DiffusersBackend:
     """Runs the PIE round on diffusers components.
 
-    Build it from components, from a loaded pipeline (:meth:`from_pipeline`), a diffusers folder
-    (:meth:`from_pretrained`) or an original-layout SD 1.x single file (:meth:`from_single_file`); the
-    loaders live in :mod:`mvg_backend.pie.loading`.
+    Build it from components (the constructor, or :meth:`from_components` with what a loader in
+    :mod:`mvg_backend.pie.loading` returns), from a loaded pipeline (:meth:`from_pipeline`), a diffusers
+    folder (:meth:`from_pretrained`) or an original-layout SD 1.x single file (:meth:`from_single_file`).
     """
 
     def __init__(self, unet: Any, vae: Any, text_encoder: Any, tokenizer: Any, scheduler: Any,
                  *, files: list[str] | None = None) -> None:
+        check_scheduler_class(scheduler)
         self.unet = unet.eval()
         self.vae = vae.eval()
         self.text_encoder = text_encoder.eval()
@@ -47,8 +35,7 @@ class DiffusersBackend:
         self.scheduler = scheduler
         self.files = list(files or [])
         self.vae_scale_factor = 2 ** (len(vae.config.block_out_channels) - 1)
-        params = inspect.signature(scheduler.step).parameters
-        self._step_takes_generator = "generator" in params
+        self._step_takes_generator = "generator" in inspect.signature(scheduler.step).parameters
         if unet.config.in_channels != vae.config.latent_channels:
             raise MVGInputError(
                 f"the UNet takes {unet.config.in_channels} input channels but the VAE makes "
@@ -56,23 +43,29 @@ class DiffusersBackend:
             )
 
     @classmethod
-    def from_pipeline(cls, pipe: Any, *, scheduler: str | None = None, files: list[str] | None = None) -> "DiffusersBackend":
+    def from_components(cls, parts: SDComponents, *, scheduler: str | None = None) -> DiffusersBackend:
+        """From loaded components; ``scheduler`` (a name in ``SCHEDULERS``) replaces their scheduler's kind."""
+        sched = make_scheduler(scheduler, parts.scheduler) if scheduler else parts.scheduler
+        return cls(parts.unet, parts.vae, parts.text_encoder, parts.tokenizer, sched, files=parts.files)
+
+    @classmethod
+    def from_pipeline(cls, pipe: Any, *, scheduler: str | None = None, files: list[str] | None = None) -> DiffusersBackend:
         sched = make_scheduler(scheduler, pipe.scheduler) if scheduler else pipe.scheduler
         return cls(pipe.unet, pipe.vae, pipe.text_encoder, pipe.tokenizer, sched, files=files)
 
     @classmethod
-    def from_pretrained(cls, folder: str | Path, **kwargs: Any) -> "DiffusersBackend":
+    def from_pretrained(cls, folder: str | Path, *, scheduler: str = "ddim", **kwargs: Any) -> DiffusersBackend:
         """Load a local diffusers-format SD 1.x folder; see :func:`loading.load_pretrained`."""
         from .loading import load_pretrained
 
-        return load_pretrained(folder, **kwargs)
+        return cls.from_components(load_pretrained(folder, **kwargs), scheduler=scheduler)
 
     @classmethod
-    def from_single_file(cls, path: str | Path, **kwargs: Any) -> "DiffusersBackend":
+    def from_single_file(cls, path: str | Path, *, scheduler: str = "ddim", **kwargs: Any) -> DiffusersBackend:
         """Load an original-layout SD 1.x ``.safetensors``; see :func:`loading.load_single_file`."""
         from .loading import load_single_file
 
-        return load_single_file(path, **kwargs)
+        return cls.from_components(load_single_file(path, **kwargs), scheduler=scheduler)
 
     @property
     def device(self) -> torch.device:
@@ -86,9 +79,13 @@ class DiffusersBackend:
         return list(self.files)
 
     @torch.no_grad()
-    def encode_image(self, image: torch.Tensor) -> torch.Tensor:
+    def encode_image(self, image: torch.Tensor, *, sample_seed: int | None = None) -> torch.Tensor:
         x = image.permute(0, 3, 1, 2).to(self.device, self.vae.dtype) * 2 - 1
-        latents = self.vae.encode(x).latent_dist.mode()
+        posterior = self.vae.encode(x).latent_dist
+        if sample_seed is None:
+            latents = posterior.mode()
+        else:
+            latents = posterior.sample(generator=torch.Generator("cpu").manual_seed(int(sample_seed)))
         shift = getattr(self.vae.config, "shift_factor", None) or 0.0
         return ((latents - shift) * self.vae.config.scaling_factor).float()
 
@@ -99,48 +96,42 @@ class DiffusersBackend:
         image = self.vae.decode(z).sample
         return ((image.float() + 1) / 2).clamp(0, 1).permute(0, 2, 3, 1).cpu()
 
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer(text, add_special_tokens=False, truncation=False, verbose=False).input_ids)
+
     @torch.no_grad()
     def _embed(self, text: str) -> torch.Tensor:
         ids = self.tokenizer(text, padding="max_length", max_length=self.tokenizer.model_max_length,
                              truncation=True, return_tensors="pt").input_ids
         return self.text_encoder(ids.to(self.text_encoder.device))[0].to(self.dtype)
 
-    def encode_prompt(self, prompt: str, negative_prompt: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(negative, positive)`` CLIP last hidden states ``[1,77,D]``."""
-        return self._embed(negative_prompt), self._embed(prompt)
+    def encode_prompt(self, prompt: str, negative_prompt: str) -> TextConditioning:
+        """CLIP last hidden states ``[1,77,D]`` of both texts."""
+        return TextConditioning(positive=self._embed(prompt), negative=self._embed(negative_prompt))
 
     @torch.no_grad()
-    def denoise(self, start: torch.Tensor, original: torch.Tensor, mask: torch.Tensor,
-                cond: tuple[torch.Tensor, torch.Tensor], *, strength: float, steps: int, guidance: float,
-                seed: int, callback: StepCallback | None = None) -> torch.Tensor:
+    def denoise(self, start: torch.Tensor, original: torch.Tensor, mask: torch.Tensor, text: TextConditioning,
+                spec: RoundSpec, callback: StepCallback | None = None) -> torch.Tensor:
         sched = self.scheduler
-        sched.set_timesteps(steps, device=self.device)
-        n = denoising_steps(strength, steps)
-        begin = (steps - n) * sched.order
-        timesteps = sched.timesteps[begin:]
-        if hasattr(sched, "set_begin_index"):
-            sched.set_begin_index(begin)
-
-        generator = torch.Generator("cpu").manual_seed(int(seed))
+        timesteps = round_timesteps(sched, spec.steps, spec.denoise_steps, device=self.device)
         dtype = self.dtype
-        noise = torch.randn(start.shape, generator=generator, dtype=torch.float32).to(self.device, dtype)
-        start, original, mask = (t.to(self.device, dtype) for t in (start, original, mask))
-        latents = sched.add_noise(start, noise * mask, timesteps[:1])
+        noise, anchor_noise, start, original, mask = (
+            t.to(self.device, dtype) for t in (spec.noise, spec.anchor_noise, start, original, mask))
+        latents = sched.add_noise(start, noise, timesteps[:1])  # the whole latent, as the reference
 
-        negative, positive = cond
-        use_cfg = guidance > 1.0
-        context = torch.cat([negative, positive]) if use_cfg else positive
-        step_kwargs = {"generator": generator} if self._step_takes_generator else {}
+        use_cfg = not math.isclose(spec.guidance, 1.0)  # g = 1 is the conditional pass alone
+        context = torch.cat([text.negative, text.positive]) if use_cfg else text.positive
+        step_kwargs = {"generator": spec.generator} if self._step_takes_generator else {}
         for i, t in enumerate(timesteps):
             if i > 0:
-                latents = mask * latents + (1 - mask) * sched.add_noise(original, noise, t.reshape(1))
+                latents = mask * latents + (1 - mask) * sched.add_noise(original, anchor_noise, t.reshape(1))
             model_input = torch.cat([latents] * 2) if use_cfg else latents
             model_input = sched.scale_model_input(model_input, t)
             eps = self.unet(model_input, t, encoder_hidden_states=context).sample
             if use_cfg:
                 eps_uncond, eps_text = eps.chunk(2)
-                eps = eps_uncond + guidance * (eps_text - eps_uncond)
+                eps = eps_uncond + spec.guidance * (eps_text - eps_uncond)
             latents = sched.step(eps, t, latents, **step_kwargs).prev_sample
-            if callback is not None:
-                callback(i + 1, len(timesteps))
-        return (mask * latents + (1 - mask) * original).float()
+            if callback is not None:  # PNDM's warm-up pair is one step: n + 1 calls report 1..n, n
+                callback(min(i + 1, spec.denoise_steps), spec.denoise_steps)
+        return latents.float()

@@ -1,12 +1,16 @@
 """The PIE round logic (Progressive Image Editing, arXiv 2309.11745), staged as in MVG.
 
 Written once over :class:`~mvg_backend.pie.backend.PIEBackend`. For each round n, with ``z0`` the
-latents of the original and ``z`` the previous state:
+latents of the original, ``M`` the mask on the latent grid and ``z`` the previous state:
 
-1. ``z_hat = backend.denoise(z, z0, M, stage_prompt)``: masked img2img at strength γ, re-anchoring the
-   latents outside the ROI to ``z0`` at every step;
-2. ``z = M·(z0 + β2·(z_hat − z0)) + (1−M)·(z0 + β1·(z_hat − z0))``: blend toward the original;
-3. decode, and composite the pixels outside the ROI back to the original.
+1. the engine draws the round's noise from its seed (over the whole latent) and sets the schedule:
+   the last ``ceil(γ·S)`` steps of the S-step schedule;
+2. ``z_hat = backend.denoise(z, z0, M, stage_text, spec)``: masked img2img from ``z`` noised to that
+   level, re-anchoring the region outside the ROI to ``z0`` (re-noised) before every model call after
+   the first;
+3. ``z_hat = M·z_hat + (1−M)·z0``: the final re-anchoring;
+4. ``z = M·(z0 + β2·(z_hat − z0)) + (1−M)·(z0 + β1·(z_hat − z0))``: blend toward the original;
+5. decode, and composite the pixels outside the ROI back to the original.
 
 ``chain="pixel"`` re-encodes each round's composited frame as the next start (as the reference does);
 ``chain="latent"`` carries ``z`` on (no VAE round-trip per round).
@@ -24,9 +28,11 @@ import torch.nn.functional as F
 from ..errors import MVGInputError, MVGRuntimeError
 from ..io import as_mask, as_rgb_image, pad_to_multiple
 from ..prompts import PromptPlan, Stage
-from .backend import PIEBackend, denoising_steps
+from .backend import MAX_PROMPT_TOKENS, PIEBackend, RoundSpec, TextConditioning, denoising_steps, round_noise
 
 CHAIN_MODES = ("latent", "pixel")
+POSTERIOR_MODES = ("mode", "sample")
+_POSTERIOR_SEED_OFFSET = 0x9E3779B97F4A7C15  # posterior samples never reuse a round's noise stream
 ProgressCallback = Callable[[int, int], None]
 """``progress(steps_done, steps_total)`` over the whole run; raise from it to cancel."""
 
@@ -63,7 +69,8 @@ class PIEResult:
         lines = [
             f"PIE: {len(s['stage_rounds'])} stage(s), {sum(s['stage_rounds'])} round(s) "
             f"({'+'.join(map(str, s['stage_rounds']))}), {s['steps']} scheduler steps, cfg {s['guidance']}, "
-            f"β1 {s['beta1']}, β2 {s['beta2']}, chain {s['chain']}, seed {s['seed']}",
+            f"β1 {s['beta1']}, β2 {s['beta2']}, chain {s['chain']}, seed {s['seed']}"
+            + (", VAE posterior sampled" if s.get("posterior") == "sample" else ""),
             f"image {s['width']}x{s['height']}, ROI covers {100 * s['roi_fraction']:.1f}% of it",
         ]
         lines += [f"note: {n}" for n in self.notes]
@@ -104,7 +111,7 @@ def schedule_rounds(stages: Sequence[Stage], rounds: int) -> tuple[list[int], li
 
 
 def _check_settings(rounds: int, strength: float, steps: int, guidance: float, beta1: float, beta2: float,
-                    chain: str) -> None:
+                    chain: str, posterior: str) -> None:
     if not isinstance(rounds, (int, np.integer)) or rounds < 1:
         raise MVGInputError(f"rounds={rounds!r}: use an integer >= 1 (the reference uses 10).")
     if not 0.0 < strength <= 1.0:
@@ -118,6 +125,8 @@ def _check_settings(rounds: int, strength: float, steps: int, guidance: float, b
             raise MVGInputError(f"{name}={beta!r}: β must lie in [0, 1] (defaults: beta1 0.01, beta2 0.75).")
     if chain not in CHAIN_MODES:
         raise MVGInputError(f"chain={chain!r}: use one of {CHAIN_MODES}.")
+    if posterior not in POSTERIOR_MODES:
+        raise MVGInputError(f"posterior={posterior!r}: use one of {POSTERIOR_MODES}.")
 
 
 def _check_finite(latents: torch.Tensor, where: str, guidance: float) -> None:
@@ -126,6 +135,46 @@ def _check_finite(latents: torch.Tensor, where: str, guidance: float) -> None:
             f"NaN/Inf appeared in the latents {where}. Usually fp16 overflow in the UNet or VAE: run in "
             f"fp32/bf16 (or use an fp16-safe VAE), lower cfg (now {guidance}), or check the checkpoint."
         )
+
+
+def latent_mask(mask: np.ndarray, latent_size: tuple[int, int], factor: int) -> torch.Tensor:
+    """The mask ``[H,W]`` on the latent grid ``[1,1,h,w]``: edge-padded to a multiple of ``factor``, then
+    area-averaged, so a latent cell is exactly 1 (0) where all its pixels are, also at the bottom/right
+    border of an image whose size is not a multiple of ``factor``."""
+    h, w = mask.shape
+    padded = np.pad(mask, ((0, (-h) % factor), (0, (-w) % factor)), mode="edge")
+    return F.interpolate(torch.from_numpy(np.ascontiguousarray(padded))[None, None], size=latent_size, mode="area")
+
+
+def fit_prompt(backend: PIEBackend, text: str) -> tuple[str, int, str]:
+    """``(kept, tokens, dropped)``: ``text`` cut to the longest run of whole words that fits one CLIP context
+    (``MAX_PROMPT_TOKENS``), as both backends then see it; ``dropped`` is empty when all of it fits."""
+    tokens = int(backend.count_tokens(text))
+    if tokens <= MAX_PROMPT_TOKENS:
+        return text, tokens, ""
+    words = text.split()
+    lo, hi = 0, len(words)  # the largest k whose first k words fit
+    while lo < hi:
+        k = (lo + hi + 1) // 2
+        if backend.count_tokens(" ".join(words[:k])) <= MAX_PROMPT_TOKENS:
+            lo = k
+        else:
+            hi = k - 1
+    return " ".join(words[:lo]), tokens, " ".join(words[lo:])
+
+
+def _encode_stage_text(backend: PIEBackend, stage: Stage, index: int, notes: list[str]) -> TextConditioning:
+    texts = []
+    for what, text in (("prompt", stage.prompt), ("negative prompt", stage.negative_prompt)):
+        kept, tokens, dropped = fit_prompt(backend, text)
+        if dropped:
+            notes.append(
+                f"stage {index + 1} '{stage.label}': the {what} has {tokens} CLIP tokens, more than the "
+                f"{MAX_PROMPT_TOKENS} that fit; it was cut after '{' '.join(kept.split()[-3:])}', dropping "
+                f"'{dropped}'."
+            )
+        texts.append(kept)
+    return backend.encode_prompt(*texts)
 
 
 def blend_toward_original(latents: torch.Tensor, original: torch.Tensor, mask: torch.Tensor,
@@ -150,6 +199,7 @@ def progressive_edit(
     seed: int = 0,
     chain: str = "latent",
     include_original: bool = True,
+    posterior: str = "mode",
     progress: ProgressCallback | None = None,
 ) -> PIEResult:
     """Run PIE over the stages of ``prompts`` and return every round's frame plus the keyframes.
@@ -157,11 +207,15 @@ def progressive_edit(
     ``image``: ``[H,W,3]`` (or gray / RGBA / a batch of one) in 0..1; ``mask``: ``[H,W]`` in 0..1, 1 where
     the image may change (resized to the image if needed; ``None`` edits everything). ``rounds`` is the
     total over all stages (a stage's own ``rounds`` overrides its share); round ``k`` (1-based over the
-    run) uses seed ``(seed + k - 1) mod 2**64``. Sizes that are not a multiple of the VAE factor are padded for the
-    run and cropped back. With ``include_original`` the original is frame 0 and the first keyframe.
+    run) uses seed ``(seed + k - 1) mod 2**64`` for its noise. ``guidance`` is the CFG weight g of
+    ``uncond + g·(cond − uncond)`` for any g >= 0 (g = 1: conditional pass only). Prompts longer than one
+    CLIP context are cut to whole words that fit, with a note. ``posterior="sample"`` encodes images as
+    seeded samples of the VAE posterior (as the reference) instead of its mode. Sizes that are not a
+    multiple of the VAE factor are edge-padded for the run and cropped back. With ``include_original``
+    the original is frame 0 and the first keyframe.
     """
     plan = PromptPlan.coerce(prompts)
-    _check_settings(rounds, strength, steps, guidance, beta1, beta2, chain)
+    _check_settings(rounds, strength, steps, guidance, beta1, beta2, chain, posterior)
     rgb, notes = as_rgb_image(image)
     height, width = rgb.shape[:2]
     mask_px, mask_notes = as_mask(mask, (height, width))
@@ -177,23 +231,27 @@ def progressive_edit(
     notes += round_notes
 
     factor = int(backend.vae_scale_factor)
-    rgb_p, mask_p, (pad_h, pad_w) = pad_to_multiple(rgb, mask_px, factor)
+    rgb_p, _, (pad_h, pad_w) = pad_to_multiple(rgb, mask_px, factor)
+    mask_p = np.pad(mask_px, ((0, pad_h), (0, pad_w)), mode="edge")
     if pad_h or pad_w:
         notes.append(
-            f"image {width}x{height} is not a multiple of {factor}: padded by {pad_w}x{pad_h} px (edge, never "
-            "edited) for the run and cropped back."
+            f"image {width}x{height} is not a multiple of {factor}: padded by {pad_w}x{pad_h} px (image and mask "
+            "edge-replicated) for the run and cropped back."
         )
+
+    def encode(pixels: torch.Tensor, sample_seed: int) -> torch.Tensor:
+        if posterior == "mode":
+            return backend.encode_image(pixels)
+        return backend.encode_image(pixels, sample_seed=(sample_seed + _POSTERIOR_SEED_OFFSET) % 2**64)
 
     original_px = torch.from_numpy(rgb_p)[None]
     mask_px_t = torch.from_numpy(mask_p)[None, :, :, None]
-    z0 = backend.encode_image(original_px)
+    z0 = encode(original_px, int(seed))
     _check_finite(z0, "after encoding the image", guidance)
-    mask_lat = F.interpolate(torch.from_numpy(mask_p)[None, None], size=z0.shape[-2:], mode="area")
-    mask_lat = mask_lat.to(device=z0.device, dtype=z0.dtype)
+    mask_lat = latent_mask(mask_px, tuple(z0.shape[-2:]), factor).to(device=z0.device, dtype=z0.dtype)
 
-    total_steps = sum(
-        n * denoising_steps(s.strength or strength, steps) for s, n in zip(plan.stages, stage_rounds)
-    )
+    stage_steps = [denoising_steps(float(s.strength or strength), int(steps)) for s in plan.stages]
+    total_steps = sum(n * k for n, k in zip(stage_steps, stage_rounds))
     done = 0
 
     def frame_from(latents: torch.Tensor) -> torch.Tensor:
@@ -210,25 +268,28 @@ def progressive_edit(
 
     z = z0
     global_round = 0
-    for stage_index, (stage, n_rounds) in enumerate(zip(plan.stages, stage_rounds)):
-        cond = backend.encode_prompt(stage.prompt, stage.negative_prompt)
+    for stage_index, (stage, n_rounds, n_steps) in enumerate(zip(plan.stages, stage_rounds, stage_steps)):
+        text = _encode_stage_text(backend, stage, stage_index, notes)
         gamma = float(stage.strength or strength)
         for round_in_stage in range(1, n_rounds + 1):
             global_round += 1
             round_seed = (int(seed) + global_round - 1) % 2**64
+            noise, anchor_noise, generator = round_noise(tuple(z0.shape), round_seed)
+            spec = RoundSpec(steps=int(steps), denoise_steps=n_steps, guidance=float(guidance), seed=round_seed,
+                             noise=noise, anchor_noise=anchor_noise, generator=generator)
 
             def on_step(step: int, _total: int, _base: int = done) -> None:
                 if progress is not None:
                     progress(_base + step, total_steps)
 
-            z_hat = backend.denoise(z, z0, mask_lat, cond, strength=gamma, steps=int(steps), guidance=guidance,
-                                    seed=round_seed, callback=on_step)
-            done += denoising_steps(gamma, steps)
+            z_hat = backend.denoise(z, z0, mask_lat, text, spec, on_step)
+            done += n_steps
             _check_finite(z_hat, f"in stage {stage_index + 1} round {round_in_stage}", guidance)
+            z_hat = mask_lat * z_hat.to(z0) + (1 - mask_lat) * z0  # the final re-anchoring, for every backend
             z = blend_toward_original(z_hat, z0, mask_lat, beta1, beta2)
             frame = frame_from(z)
             if chain == "pixel" and global_round < sum(stage_rounds):  # the next round starts from these pixels
-                z = backend.encode_image(frame)
+                z = encode(frame, (round_seed + 1) % 2**64)
             last = round_in_stage == n_rounds
             if last:
                 keyframe_indices.append(len(frames))
@@ -240,11 +301,11 @@ def progressive_edit(
     settings = {
         "rounds": int(rounds), "stage_rounds": stage_rounds, "strength": float(strength), "steps": int(steps),
         "guidance": float(guidance), "beta1": float(beta1), "beta2": float(beta2), "seed": int(seed),
-        "chain": chain, "include_original": bool(include_original), "width": width, "height": height,
-        "roi_fraction": float(mask_px.mean()),
+        "chain": chain, "posterior": posterior, "include_original": bool(include_original), "width": width,
+        "height": height, "roi_fraction": float(mask_px.mean()),
         "stages": [{"prompt": s.prompt, "negative_prompt": s.negative_prompt, "name": s.name,
-                    "strength": float(s.strength or strength), "rounds": n}
-                   for s, n in zip(plan.stages, stage_rounds)],
+                    "strength": float(s.strength or strength), "denoise_steps": n, "rounds": k}
+                   for s, n, k in zip(plan.stages, stage_steps, stage_rounds)],
     }
     return PIEResult(
         frames=stacked,

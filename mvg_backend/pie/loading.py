@@ -1,22 +1,35 @@
-"""Offline loaders for the diffusers backend: a diffusers folder, an SD 1.x single file, a fine-tuned UNet.
+"""Offline loaders of SD 1.x components: a diffusers folder, an SD 1.x single file, a fine-tuned UNet.
 
-Nothing here reaches a model hub: every call passes ``local_files_only=True`` and single files are read
-against the SD 1.x config folder shipped in ``configs/sd15`` (or one the caller passes).
+They return :class:`SDComponents`; ``DiffusersBackend.from_components`` (or the SEINE backend) builds on
+them. Nothing here reaches a model hub: every call passes ``local_files_only=True`` and single files are
+read against the SD 1.x config folder shipped in ``configs/sd15`` (or one the caller passes).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from ..errors import MVGInputError
-from .diffusers_backend import DiffusersBackend, make_scheduler
 
 SD15_CONFIG = Path(__file__).parent / "configs" / "sd15"
 SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth")
 WEIGHT_NAMES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin", "model.safetensors")
+
+
+@dataclass
+class SDComponents:
+    """The loaded parts of an SD 1.x model, and the weight files they came from (for provenance)."""
+
+    unet: Any
+    vae: Any
+    text_encoder: Any
+    tokenizer: Any
+    scheduler: Any
+    files: list[str] = field(default_factory=list)
 
 
 def _existing(path: str | Path, what: str) -> Path:
@@ -97,22 +110,20 @@ def _config_dir_of(base: Any) -> Path:
     return getattr(base, "_mvg_config_dir", SD15_CONFIG)
 
 
-def _finish(pipe_parts: dict[str, Any], *, unet: str | Path | None, scheduler: str, device: str | torch.device,
-            dtype: torch.dtype, files: list[str], config_dir: Path) -> DiffusersBackend:
+def _finish(pipe_parts: dict[str, Any], *, unet: str | Path | None, device: str | torch.device,
+            dtype: torch.dtype, files: list[str], config_dir: Path) -> SDComponents:
     base_unet = pipe_parts["unet"]
     base_unet._mvg_config_dir = config_dir
     if unet is not None:
         pipe_parts["unet"] = load_unet(unet, base_unet, dtype=dtype)
         files = files + ([str(unet)] if Path(unet).is_file() else _weight_files(resolve_unet_dir(unet)))
-    sched = make_scheduler(scheduler, pipe_parts["scheduler"])
     for name in ("unet", "vae", "text_encoder"):
         pipe_parts[name] = pipe_parts[name].to(device=device)
-    return DiffusersBackend(pipe_parts["unet"], pipe_parts["vae"], pipe_parts["text_encoder"],
-                            pipe_parts["tokenizer"], sched, files=files)
+    return SDComponents(**pipe_parts, files=files)
 
 
-def load_pretrained(folder: str | Path, *, unet: str | Path | None = None, scheduler: str = "ddim",
-                    device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> DiffusersBackend:
+def load_pretrained(folder: str | Path, *, unet: str | Path | None = None, device: str | torch.device = "cpu",
+                    dtype: torch.dtype = torch.float32) -> SDComponents:
     """Load a local diffusers-format SD 1.x folder (``unet/``, ``vae/``, ``text_encoder/``, ``tokenizer/``).
 
     ``unet`` optionally replaces the base UNet with a fine-tuned one (see :func:`load_unet`).
@@ -137,13 +148,11 @@ def load_pretrained(folder: str | Path, *, unet: str | Path | None = None, sched
         "tokenizer": CLIPTokenizer.from_pretrained(str(root / "tokenizer"), local_files_only=True),
         "scheduler": DDIMScheduler.from_pretrained(str(sched_dir), local_files_only=True),
     }
-    return _finish(parts, unet=unet, scheduler=scheduler, device=device, dtype=dtype,
-                   files=_weight_files(root), config_dir=root)
+    return _finish(parts, unet=unet, device=device, dtype=dtype, files=_weight_files(root), config_dir=root)
 
 
 def load_single_file(path: str | Path, *, config: str | Path | None = None, unet: str | Path | None = None,
-                     scheduler: str = "ddim", device: str | torch.device = "cpu",
-                     dtype: torch.dtype = torch.float32) -> DiffusersBackend:
+                     device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> SDComponents:
     """Load an original-layout SD 1.x checkpoint (``model.diffusion_model.*`` etc.) from one file.
 
     ``config`` is a diffusers-format config folder describing the architecture; by default the SD 1.x
@@ -167,5 +176,4 @@ def load_single_file(path: str | Path, *, config: str | Path | None = None, unet
             "architecture pass config= a matching diffusers config folder."
         ) from exc
     parts = {k: getattr(pipe, k) for k in ("unet", "vae", "text_encoder", "tokenizer", "scheduler")}
-    return _finish(parts, unet=unet, scheduler=scheduler, device=device, dtype=dtype, files=[str(p)],
-                   config_dir=config_dir)
+    return _finish(parts, unet=unet, device=device, dtype=dtype, files=[str(p)], config_dir=config_dir)
