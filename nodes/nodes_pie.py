@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import torch
 
-import comfy.model_management
 import comfy.samplers
-import comfy.utils
 from comfy_api.latest import io
 
 from ..mvg_backend.pie import progressive_edit
 from ..mvg_backend.prompts import PromptPlan, parse_prompt_lines
 from .comfy_backend import ComfyBackend
-
-MVGPrompts = io.Custom("MVG_PROMPTS")
+from .mvg_types import MVGPrompts
+from .progress import comfy_progress
 
 EXAMPLE_PROMPTS = (
     "a chest x-ray with a small right pleural effusion\n"
@@ -101,11 +99,7 @@ class ProgressiveEdit(io.ComfyNode):
     def execute(cls, model, clip, vae, image: torch.Tensor, mask: torch.Tensor, prompts: PromptPlan, rounds: int,
                 strength: float, steps: int, cfg: float, sampler_name: str, scheduler: str, beta1: float,
                 beta2: float, seed: int, chain: str, include_original: bool) -> io.NodeOutput:
-        pbar = comfy.utils.ProgressBar(1)
-
-        def progress(done: int, total: int) -> None:
-            comfy.model_management.throw_exception_if_processing_interrupted()
-            pbar.update_absolute(done, total)
+        progress = comfy_progress(1)
 
         backend = ComfyBackend(model, clip, vae, sampler_name, scheduler)
         result = progressive_edit(

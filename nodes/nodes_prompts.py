@@ -11,7 +11,7 @@ from comfy_api.latest import io
 from ..mvg_backend.prompts import CAPTION_STYLES, DOMAINS, ENGINES, LLMSettings, plan
 from ..mvg_backend.prompts.stages import MAX_STAGES
 from . import report_redaction
-from .nodes_pie import MVGPrompts
+from .mvg_types import MVGPrompts
 
 EXAMPLE_REPORT_HINT = ("Paste the report (findings and impression), e.g. 'Moderate right pleural effusion. "
                        "No pneumothorax.' It is kept out of saved image/video metadata.")

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import torch
 
-import comfy.model_management
-import comfy.utils
 from comfy_api.latest import io
 
 from ..mvg_backend.roi import COMBINE_MODES, DEFAULT_RECT, DOMAINS, GENERIC_REGIONS, REGIONS_BY_DOMAIN
 from ..mvg_backend.roi.batch import segment_batch
 from ..mvg_backend.roi.fundus import EYES
-from .nodes_pie import MVGPrompts
+from .mvg_types import MVGPrompts
+from .progress import comfy_progress
 
 REGION_CHOICES = ["auto", *dict.fromkeys(r for rs in REGIONS_BY_DOMAIN.values() for r in rs), *GENERIC_REGIONS]
 
@@ -66,11 +65,7 @@ class ROIMask(io.ComfyNode):
     def execute(cls, image: torch.Tensor, domain: str, region: str, dilate: int, feather: float,
                 combine: str, fill_holes: bool, keep_largest: int, eye: str, rectangle: str,
                 mask: torch.Tensor | None = None, prompts=None) -> io.NodeOutput:
-        pbar = comfy.utils.ProgressBar(int(image.shape[0]))
-
-        def progress(done: int, total: int) -> None:
-            pbar.update_absolute(done, total)
-            comfy.model_management.throw_exception_if_processing_interrupted()
+        progress = comfy_progress(int(image.shape[0]))
 
         masks, previews, summary = segment_batch(
             image, domain, region, user_masks=mask, prompts=prompts, progress=progress, combine=combine,

@@ -8,7 +8,6 @@ from typing import Any
 
 import comfy.model_management
 import comfy.model_patcher
-import comfy.utils
 import folder_paths
 import torch
 from comfy_api.latest import io
@@ -27,6 +26,7 @@ from ..mvg_backend.seine import (
 )
 from ..mvg_backend.seine.loading import SUFFIXES, read_seine_checkpoint, unet_from_state_dict
 from .comfy_seine_backend import ComfySEINEBackend
+from .progress import comfy_progress
 
 SEINE_FOLDER = "seine"
 folder_paths.add_model_folder_path(SEINE_FOLDER, os.path.join(folder_paths.models_dir, SEINE_FOLDER))
@@ -141,11 +141,7 @@ class SEINETransition(io.ComfyNode):
     def execute(cls, keyframes: torch.Tensor, vae: Any, clip: Any, frames: int, steps: int, cfg: float, sampler: str,
                 seed: int, prompt: str, method: str, seine_model: SEINEModel | None = None,
                 resolution: str = DEFAULT_RESOLUTION) -> io.NodeOutput:
-        pbar = comfy.utils.ProgressBar(1)
-
-        def progress(done: int, total: int) -> None:
-            comfy.model_management.throw_exception_if_processing_interrupted()
-            pbar.update_absolute(done, total)
+        progress = comfy_progress(1)
 
         backend = None
         if seine_model is not None:

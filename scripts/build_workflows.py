@@ -34,7 +34,7 @@ NODE_SPECS = {
     "SaveVideo": ([("video", "VIDEO")], [], (420, 330)),
 }
 
-DOMAINS = {
+TEMPLATES = {
     "chest_xray": dict(
         title="MVG chest X-ray: progressive editing of the lung fields",
         image="mvg_chest_xray.png",
@@ -79,7 +79,7 @@ def build(domain: str, spec: dict) -> dict:
         (12, "PreviewImage", (900, 760), []),
         (13, "PreviewAny", (900, 1100), []),
         (14, "MVG_SEINETransition", (1360, 600),
-         [16, 250, 8.0, "ddpm", 0, "fixed", "smooth transition", "seine"]),
+         [16, 250, 8.0, "ddpm", 0, "fixed", "smooth transitionsmooth transition.", "seine", "512 (official)"]),
         (15, "PreviewAny", (1360, 1060), []),
     ]
     # (from node, from slot, to node, to slot)
@@ -122,7 +122,7 @@ def build(domain: str, spec: dict) -> dict:
 
 def main(out: Path = OUT) -> None:
     out.mkdir(exist_ok=True)
-    for domain, spec in DOMAINS.items():
+    for domain, spec in TEMPLATES.items():
         path = out / f"mvg_{domain}.json"
         path.write_text(json.dumps(build(domain, spec), indent=2) + "\n", encoding="utf-8")
         print(f"wrote {path}")

@@ -276,3 +276,10 @@ def test_mask_command_writes_a_mask_png_for_the_pie_cli(tmp_path, capsys, chest)
     assert not mask[:, : mask.shape[1] // 2].any()  # the patient's left lung only
     assert cv2.imread(str(tmp_path / "o.png")).shape == (*chest["image"].shape, 3)
     assert roi_main(["mask", str(tmp_path / "none.png"), "--domain", "skin", "--out", str(tmp_path / "x.png")]) == 2
+
+
+def test_every_domain_has_its_regions():
+    from mvg_backend.domains import DOMAINS
+    from mvg_backend.roi.api import DEFAULT_REGION, REGIONS_BY_DOMAIN
+
+    assert tuple(REGIONS_BY_DOMAIN) == DOMAINS and tuple(DEFAULT_REGION) == DOMAINS

@@ -110,11 +110,13 @@ def as_mask(mask: Any, size: tuple[int, int], name: str = "mask") -> tuple[np.nd
 def pad_to_multiple(
     image: np.ndarray, mask: np.ndarray, multiple: int
 ) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
-    """Pad image (edge) and mask (zeros: never edited) at bottom/right to a multiple; returns the pad."""
+    """Edge-pad image and mask at the bottom/right to a multiple of ``multiple``; returns them and the pad.
+
+    The mask is edge-replicated too, so a region that touches the border stays editable up to it."""
     h, w = mask.shape
     pad_h, pad_w = (-h) % multiple, (-w) % multiple
     if pad_h == 0 and pad_w == 0:
         return image, mask, (0, 0)
     image = np.pad(image, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge")
-    mask = np.pad(mask, ((0, pad_h), (0, pad_w)), mode="constant")
+    mask = np.pad(mask, ((0, pad_h), (0, pad_w)), mode="edge")
     return image, mask, (pad_h, pad_w)

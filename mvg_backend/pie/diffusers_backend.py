@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ..errors import MVGInputError
+from ..sd_parts import clip_last_hidden_state, count_text_tokens, vae_decode, vae_encode, vae_scale_shift
 from .backend import RoundSpec, StepCallback, TextConditioning
 from .schedulers import check_scheduler_class, make_scheduler, round_timesteps
 
@@ -78,32 +79,20 @@ class DiffusersBackend:
     def model_files(self) -> list[str]:
         return list(self.files)
 
-    @torch.no_grad()
     def encode_image(self, image: torch.Tensor, *, sample_seed: int | None = None) -> torch.Tensor:
-        x = image.permute(0, 3, 1, 2).to(self.device, self.vae.dtype) * 2 - 1
-        posterior = self.vae.encode(x).latent_dist
-        if sample_seed is None:
-            latents = posterior.mode()
-        else:
-            latents = posterior.sample(generator=torch.Generator("cpu").manual_seed(int(sample_seed)))
-        shift = getattr(self.vae.config, "shift_factor", None) or 0.0
-        return ((latents - shift) * self.vae.config.scaling_factor).float()
+        generator = None if sample_seed is None else torch.Generator("cpu").manual_seed(int(sample_seed))
+        scale, shift = vae_scale_shift(self.vae)
+        return vae_encode(self.vae, image, scale=scale, shift=shift, generator=generator)
 
-    @torch.no_grad()
     def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
-        shift = getattr(self.vae.config, "shift_factor", None) or 0.0
-        z = latents.to(self.device, self.vae.dtype) / self.vae.config.scaling_factor + shift
-        image = self.vae.decode(z).sample
-        return ((image.float() + 1) / 2).clamp(0, 1).permute(0, 2, 3, 1).cpu()
+        scale, shift = vae_scale_shift(self.vae)
+        return vae_decode(self.vae, latents, scale=scale, shift=shift)
 
     def count_tokens(self, text: str) -> int:
-        return len(self.tokenizer(text, add_special_tokens=False, truncation=False, verbose=False).input_ids)
+        return count_text_tokens(self.tokenizer, text)
 
-    @torch.no_grad()
     def _embed(self, text: str) -> torch.Tensor:
-        ids = self.tokenizer(text, padding="max_length", max_length=self.tokenizer.model_max_length,
-                             truncation=True, return_tensors="pt").input_ids
-        return self.text_encoder(ids.to(self.text_encoder.device))[0].to(self.dtype)
+        return clip_last_hidden_state(self.tokenizer, self.text_encoder, text).to(self.dtype)
 
     def encode_prompt(self, prompt: str, negative_prompt: str) -> TextConditioning:
         """CLIP last hidden states ``[1,77,D]`` of both texts."""

@@ -231,8 +231,7 @@ def progressive_edit(
     notes += round_notes
 
     factor = int(backend.vae_scale_factor)
-    rgb_p, _, (pad_h, pad_w) = pad_to_multiple(rgb, mask_px, factor)
-    mask_p = np.pad(mask_px, ((0, pad_h), (0, pad_w)), mode="edge")
+    rgb_p, mask_p, (pad_h, pad_w) = pad_to_multiple(rgb, mask_px, factor)
     if pad_h or pad_w:
         notes.append(
             f"image {width}x{height} is not a multiple of {factor}: padded by {pad_w}x{pad_h} px (image and mask "

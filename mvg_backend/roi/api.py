@@ -6,6 +6,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from ..domains import DOMAINS
 from ..errors import MVGInputError
 from . import generic
 from .chest import lung_fields
@@ -23,7 +24,6 @@ REGIONS_BY_DOMAIN: dict[str, tuple[str, ...]] = {
     "other": (),
 }
 GENERIC_REGIONS = ("full", "rectangle")
-DOMAINS = tuple(REGIONS_BY_DOMAIN)
 REGIONS = tuple(dict.fromkeys(r for rs in REGIONS_BY_DOMAIN.values() for r in rs)) + GENERIC_REGIONS
 DEFAULT_REGION = {"chest_xray": "lungs", "fundus": "retina", "skin": "lesion", "other": "full"}
 DEFAULT_RECT = "0.25, 0.25, 0.75, 0.75"

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 import torch
 
 from ..errors import MVGInputError
+from ..sd_parts import clip_last_hidden_state, vae_decode, vae_encode
 from .loading import read_seine_checkpoint, unet_from_state_dict
 
 LATENT_SCALE = 0.18215
@@ -82,23 +83,14 @@ class DiffusersSEINEBackend:
         backend.notes.append(checkpoint.summary)
         return backend
 
-    @torch.no_grad()
     def encode_frames(self, frames: torch.Tensor) -> torch.Tensor:
-        # contiguous NCHW: on a channels-last view the GroupNorm of a flat (grey) frame is ill-conditioned and
-        # its latents would depend on what else is in the batch
-        x = frames.permute(0, 3, 1, 2).contiguous().to(self.vae.device, self.vae.dtype) * 2 - 1
-        return self.vae.encode(x).latent_dist.mean.float() * LATENT_SCALE
+        return vae_encode(self.vae, frames, scale=LATENT_SCALE)
 
-    @torch.no_grad()
     def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
-        images = self.vae.decode((latents / LATENT_SCALE).to(self.vae.device, self.vae.dtype)).sample
-        return ((images.float() + 1) / 2).clamp(0, 1).permute(0, 2, 3, 1).cpu()
+        return vae_decode(self.vae, latents, scale=LATENT_SCALE)
 
-    @torch.no_grad()
     def encode_text(self, text: str) -> torch.Tensor:
-        ids = self.tokenizer(text, padding="max_length", max_length=self.tokenizer.model_max_length,
-                             truncation=True, return_tensors="pt").input_ids
-        return self.text_encoder(ids.to(self.text_encoder.device)).last_hidden_state.float()
+        return clip_last_hidden_state(self.tokenizer, self.text_encoder, text).float()
 
     def prepare_unet(self) -> torch.nn.Module:
         return self.unet

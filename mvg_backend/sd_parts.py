@@ -1,0 +1,48 @@
+"""SD 1.x's VAE and CLIP text encoder as diffusers/transformers parts, shared by the PIE and SEINE backends.
+
+Pixels cross as float ``[N,H,W,3]`` in 0..1; latents are the VAE's, times ``scale`` after subtracting
+``shift`` (SD 1.x: 0.18215 and 0).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+
+def vae_scale_shift(vae: Any) -> tuple[float, float]:
+    """``(scaling_factor, shift_factor)`` from a diffusers ``AutoencoderKL`` config."""
+    return float(vae.config.scaling_factor), float(getattr(vae.config, "shift_factor", None) or 0.0)
+
+
+@torch.no_grad()
+def vae_encode(vae: Any, images: torch.Tensor, *, scale: float, shift: float = 0.0,
+               generator: torch.Generator | None = None) -> torch.Tensor:
+    """Pixels -> latents (float32): the posterior mode, or a sample drawn with ``generator``."""
+    # contiguous NCHW: on a channels-last view the GroupNorm of a flat (grey) image is ill-conditioned and
+    # its latents would depend on what else is in the batch
+    x = images.permute(0, 3, 1, 2).contiguous().to(vae.device, vae.dtype) * 2 - 1
+    posterior = vae.encode(x).latent_dist
+    latents = posterior.mode() if generator is None else posterior.sample(generator=generator)
+    return ((latents.float() - shift) * scale).float()
+
+
+@torch.no_grad()
+def vae_decode(vae: Any, latents: torch.Tensor, *, scale: float, shift: float = 0.0) -> torch.Tensor:
+    """Latents -> pixels ``[N,H,W,3]`` float32 in 0..1 on the CPU."""
+    images = vae.decode((latents / scale + shift).to(vae.device, vae.dtype)).sample
+    return ((images.float() + 1) / 2).clamp(0, 1).permute(0, 2, 3, 1).cpu()
+
+
+@torch.no_grad()
+def clip_last_hidden_state(tokenizer: Any, text_encoder: Any, text: str) -> torch.Tensor:
+    """CLIP's last hidden state (after the final LayerNorm) for ``text`` padded/cut to the context, ``[1,77,D]``."""
+    ids = tokenizer(text, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
+                    return_tensors="pt").input_ids
+    return text_encoder(ids.to(text_encoder.device)).last_hidden_state
+
+
+def count_text_tokens(tokenizer: Any, text: str) -> int:
+    """Text tokens of ``text`` without the start and end tokens."""
+    return len(tokenizer(text, add_special_tokens=False, truncation=False, verbose=False).input_ids)
