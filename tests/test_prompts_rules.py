@@ -216,3 +216,28 @@ def test_a_long_clause_still_negates_and_hedges_nearby_mentions():
     filler = "stable appearance of the mediastinum and bony thorax with " * 20
     found = by_name(f"{filler} no pleural effusion, {filler} possible pneumothorax.")
     assert found["Effusion"].certainty == "negated" and found["Pneumothorax"].certainty == "uncertain"
+
+
+# --- caption templates: plain fields only, bounded (issue 9) ----------------------------------------------
+@pytest.mark.parametrize("template, match", [
+    ("{findings:{findings.__class__.__mro__}}", "has a format spec or conversion"),
+    ("{findings:>20000}", "has a format spec or conversion"),
+    ("{findings!r} on a {modality}", "has a format spec or conversion"),
+    ("{findings.__class__} {findings}", r"unknown field \{findings.__class__\}"),
+    ("{findings[0]} {findings}", r"unknown field \{findings\[0\]\}"),
+    ("{0} {findings}", r"unknown field \{0\}"),
+    ("{} {findings}", r"unknown field \{\}"),
+    ("{findings} " + "x" * 600, "611 characters is more than 500"),
+    ("{findings} " * 45, "renders has .* characters, more than 1000; shorten the template"),
+])
+def test_template_fields_are_plain_and_bounded(template, match):
+    t0 = time.perf_counter()
+    with pytest.raises(MVGInputError, match=match) as err:
+        plan(REPORT, "chest_xray", caption_style="custom", template=template)
+    assert err.value.args[0].startswith("template") and time.perf_counter() - t0 < 1
+    assert "<class" not in str(err.value)  # no attribute lookup was made
+
+
+def test_template_literal_braces_still_work():
+    p = plan(REPORT, "chest_xray", caption_style="custom", template="{{x}} {modality}: {findings}")
+    assert p.stages[0].prompt == "{x} chest x-ray: a large right pleural effusion and moderate cardiomegaly"
