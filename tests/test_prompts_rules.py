@@ -211,11 +211,21 @@ def test_extract_findings_is_linear_in_the_report_length():
     assert t1 - t0 < 10 and t2 - t1 < 10, (t1 - t0, t2 - t1)
 
 
-def test_a_long_clause_still_negates_and_hedges_nearby_mentions():
-    # the scope is cut at SCOPE_CHARS on either side of a mention: a nearby trigger still reaches it
+def test_the_negation_scope_is_bounded_but_reaches_nearby_mentions():
+    # a clause is read at most SCOPE_CHARS on either side of a mention: a nearby trigger still reaches it, a
+    # "no" 1,100 characters back no longer negates "possible pneumothorax" (it did when it reached any length)
     filler = "stable appearance of the mediastinum and bony thorax with " * 20
     found = by_name(f"{filler} no pleural effusion, {filler} possible pneumothorax.")
     assert found["Effusion"].certainty == "negated" and found["Pneumothorax"].certainty == "uncertain"
+
+
+@pytest.mark.parametrize("report", [b"Moderate right pleural effusion.", bytearray(b"Effusion.")])
+def test_a_bytes_report_is_refused_as_bytes_not_as_empty(report):
+    with pytest.raises(MVGInputError, match=r"got bytes, but the report must be text; decode it first") as err:
+        plan(report, "chest_xray")
+    assert "empty" not in str(err.value)
+    with pytest.raises(MVGInputError, match="decode it first"):
+        extract_findings(report, "chest_xray")
 
 
 # --- caption templates: plain fields only, bounded (issue 9) ----------------------------------------------
