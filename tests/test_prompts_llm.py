@@ -196,10 +196,13 @@ def test_a_pasted_key_is_refused_without_echoing_it(server, tmp_path):
     (dict(model=" "), "model: empty"),
     (dict(base_url="api.openai.com/v1"), "base_url"),
     (dict(temperature=3.0), "temperature"),
+    (dict(model="sk-proj-AbCdEf0123456789xyzQRS"),
+     r"model: this looks like an API key, not a model name \(the value is not shown\)"),
 ])
 def test_bad_settings(settings, match, tmp_path):
-    with pytest.raises(MVGInputError, match=match):
+    with pytest.raises(MVGInputError, match=match) as err:
         plan(REPORT, "chest_xray", engine="openai-compatible", llm=LLMSettings(**settings), cache_dir=tmp_path)
+    assert "AbCdEf0123456789" not in str(err.value)
 
 
 def test_disk_cache_second_run_makes_no_request(server, key, tmp_path):
@@ -419,8 +422,9 @@ def test_retry_after_is_capped(server, key, tmp_path):
 
 
 def test_timeout_and_retries_are_bounded_settings(tmp_path):
-    for bad, match in ((dict(timeout=0), "timeout"), (dict(timeout=601), "timeout"), (dict(max_retries=6), "max_retries"),
-                       (dict(max_retries=-1), "max_retries"), (dict(max_retry_wait=61), "max_retry_wait")):
+    for bad, match in ((dict(timeout=0), "timeout"), (dict(timeout=601), "timeout"),
+                       (dict(max_retries=6), "max_retries"), (dict(max_retries=-1), "max_retries"),
+                       (dict(max_retry_wait=61), "max_retry_wait")):
         with pytest.raises(MVGInputError, match=match):
             plan(REPORT, "chest_xray", engine="openai-compatible", llm=LLMSettings(**bad), cache_dir=tmp_path)
 
@@ -488,7 +492,8 @@ def test_a_huge_stage_prompt_is_refused_and_not_cached(server, key, tmp_path):
     doc["stages"][1]["prompt"] = "a chest x-ray with " + "a larger effusion " * 230_000  # ~4 MB
     server.script.extend([Reply(body=completion(json.dumps(doc)))] * 2)
     result = run(server, tmp_path, fallback=True)
-    assert result.engine == "rules" and "the prompt of stage 2 has 4140019 characters; write one short caption" in result.fallback_reason
+    assert result.engine == "rules"
+    assert "the prompt of stage 2 has 4140019 characters; write one short caption" in result.fallback_reason
     assert not list((tmp_path / "cache").glob("*.json"))
 
 
