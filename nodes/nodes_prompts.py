@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import comfy.model_management
 import folder_paths
 from comfy_api.latest import io
 
@@ -69,6 +70,12 @@ class ReportToPrompts(io.ComfyNode):
                 io.Boolean.Input("keep_report_in_metadata", default=False,
                                  tooltip="Off: the report is replaced by a hash token in the workflow that Save "
                                          "Image/Video embed. On: saved files carry the report text."),
+                # appended later: optional, so that API prompts written before them still validate
+                io.Float.Input("timeout", default=120.0, min=1.0, max=600.0, step=1.0, optional=True,
+                               tooltip="Seconds one LLM request may take (Cancel works at any time)."),
+                io.Int.Input("max_retries", default=2, min=0, max=5, optional=True,
+                             tooltip="Further LLM attempts after a timeout, connection error, 429 or 5xx (waits "
+                                     "between them are at most 10 s, a server's Retry-After included)."),
             ],
             outputs=[MVGPrompts.Output(display_name="prompts"), io.String.Output(display_name="plan")],
             hidden=[io.Hidden.prompt, io.Hidden.extra_pnginfo],
@@ -78,16 +85,18 @@ class ReportToPrompts(io.ComfyNode):
     async def execute(cls, report: str, domain: str, stages: int, direction: str, engine: str, model: str,
                       base_url: str, api_key_env: str, temperature: float, seed: int, fallback: bool,
                       caption_style: str, template: str, allow_de_novo: bool,
-                      keep_report_in_metadata: bool) -> io.NodeOutput:
+                      keep_report_in_metadata: bool, timeout: float = 120.0, max_retries: int = 2) -> io.NodeOutput:
         # async: ComfyUI starts async nodes first, so this runs before any save node; no await comes before it
         report_redaction.redact_prompt(cls.hidden.prompt)
         report_redaction.redact_workflow(cls.hidden.extra_pnginfo)
         text = report_redaction.resolve_report(report)
         settings = LLMSettings(model=model.strip(), base_url=base_url.strip(), api_key_env=api_key_env.strip(),
-                               temperature=temperature, seed=seed)
+                               temperature=temperature, seed=seed, timeout=float(timeout),
+                               max_retries=int(max_retries))
         result = await asyncio.to_thread(
             plan, text, domain, stages=stages, direction=direction, engine=engine, caption_style=caption_style,
-            template=template, llm=settings, fallback=fallback, allow_de_novo=allow_de_novo, cache_dir=cache_dir())
+            template=template, llm=settings, fallback=fallback, allow_de_novo=allow_de_novo, cache_dir=cache_dir(),
+            check_cancel=comfy.model_management.throw_exception_if_processing_interrupted)
         return io.NodeOutput(result, result.describe())
 
 

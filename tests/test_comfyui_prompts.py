@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import urllib.request
 
 import pytest
@@ -93,6 +94,7 @@ def input_png(comfyui_server):
 def test_object_info_lists_report_to_prompts(comfyui_server):
     info = comfyui_server.object_info()["MVG_ReportToPrompts"]
     assert info["input_order"]["required"] == INPUT_ORDER  # widgets_values are positional: never reorder
+    assert info["input_order"]["optional"] == ["timeout", "max_retries"]  # appended later, so optional
     req = info["input"]["required"]
     assert req["report"][0] == "STRING" and req["report"][1]["multiline"] is True
     assert req["report"][1]["dynamicPrompts"] is False and req["template"][1]["dynamicPrompts"] is False
@@ -172,3 +174,31 @@ def test_llm_engine_reads_the_key_from_the_named_variable(comfyui_server, input_
         meta = _metadata(path)
         assert KEY_ENV in meta and KEY not in meta and "Roe-Testcase" not in meta
     assert KEY not in json.dumps(srv.history(entry["prompt_id"])) and KEY not in srv.log_text()
+
+
+def test_cancel_while_the_llm_never_answers(comfyui_server):
+    """POST /interrupt while the node waits for an LLM that never answers: interrupted within seconds."""
+    srv = comfyui_server
+    inputs = _node_inputs(REPORT + " Cancel test.", engine="openai-compatible", model="test-model",
+                          api_key_env=KEY_ENV, fallback=True, timeout=600.0, max_retries=5)
+    with FakeOpenAI() as llm:
+        llm.script.append(Reply(body=completion("{}"), delay=120))
+        inputs["base_url"] = llm.url
+        graph = {"3": {"class_type": "MVG_ReportToPrompts", "inputs": inputs},
+                 "7": {"class_type": "PreviewAny", "inputs": {"source": ["3", 1]}}}
+        prompt_id = srv.post_prompt(graph)
+        srv.wait_running(prompt_id)
+        deadline = time.monotonic() + 30
+        while not llm.requests and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert llm.requests, "the node never asked the LLM"
+        time.sleep(0.5)
+        t0 = time.monotonic()
+        srv.interrupt()
+        entry = srv.wait_history(prompt_id, timeout=60, poll=0.05)
+        latency = time.monotonic() - t0
+    messages = dict(m for m in entry["status"]["messages"])
+    assert "execution_interrupted" in messages, entry["status"]
+    assert messages["execution_interrupted"]["node_type"] == "MVG_ReportToPrompts"
+    print(f"\nReportToPrompts cancel: {latency:.2f} s after POST /interrupt")
+    assert latency < 5 and len(llm.requests) == 1

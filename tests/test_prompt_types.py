@@ -48,3 +48,30 @@ def test_round_trip_dict_and_coerce():
         PromptPlan(stages=(Stage("a"),), direction="sideways")
     with pytest.raises(MVGInputError, match="expected MVG_PROMPTS"):
         PromptPlan.coerce(3)
+
+
+@pytest.mark.parametrize("text, match", [
+    ("x {rounds=1000000}", r"line 1: rounds=1000000; use an integer in 1\.\.200 \(the Progressive Edit node's cap\)"),
+    ("ok\nx {rounds=1_000_000}", r"line 2: rounds=1000000; use an integer in 1\.\.200"),
+    ("x {rounds=201}", r"rounds=201; use an integer in 1\.\.200"),
+    ("x {strength=0.001}", r"line 1: strength=0\.001; use a number in 0\.01\.\.1"),
+    ("x {strength=1.5}", r"strength=1\.5; use a number in 0\.01\.\.1"),
+    ("x {strength=nan}", r"strength=nan; use a number in 0\.01\.\.1"),
+    ("x" * 2001, r"line 1: a stage prompt has 2001 characters; use text of at most 2000"),
+])
+def test_per_stage_overrides_obey_the_node_caps(text, match):
+    with pytest.raises(MVGInputError, match=match):
+        parse_prompt_lines(text)
+
+
+def test_caps_hold_for_stages_built_in_code_or_loaded():
+    plan = parse_prompt_lines("a {rounds=200, strength=0.01}\nb {rounds=1, strength=1}")
+    assert [(s.rounds, s.strength) for s in plan.stages] == [(200, 0.01), (1, 1.0)]
+    with pytest.raises(MVGInputError, match=r"stage 'a' has rounds=1000000; use an integer in 1\.\.200"):
+        Stage("a", rounds=1_000_000)
+    with pytest.raises(MVGInputError, match="rounds=True"):
+        Stage("a", rounds=True)
+    data = plan.to_dict()
+    data["stages"][0]["rounds"] = 10**6
+    with pytest.raises(MVGInputError, match=r"rounds=1000000; use an integer in 1\.\.200"):
+        PromptPlan.from_dict(data)

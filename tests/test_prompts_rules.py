@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -182,3 +183,71 @@ def test_bad_arguments_are_named(kwargs, match):
 def test_bad_report_or_domain(report, domain, match):
     with pytest.raises(MVGInputError, match=match):
         plan(report, domain)
+
+
+# --- text normalisation, bounded work, clear errors (issue 9) ----------------------------------------------
+@pytest.mark.parametrize("text, expected", [
+    ("No&nbsp;pneumothorax.", {"Pneumothorax": "negated"}),  # the entity's ';' once ended the negation scope
+    ("No&#160;pleural effusion; mild cardiomegaly.", {"Effusion": "negated", "Cardiomegaly": "positive"}),
+    ("Small right ｐｌｅｕｒａｌ ｅｆｆｕｓｉｏｎ.", {"Effusion": "positive"}),  # full-width letters (NFKC)
+    ("Right pneu\u200bmothorax. Left effu\u00adsion.", {"Pneumothorax": "positive", "Effusion": "positive"}),
+    ("Right pleural effusion.\u2028No pneumothorax.", {"Effusion": "positive", "Pneumothorax": "negated"}),
+    ("No\u00a0pneumothorax\u3000or\u2009effusion.", {"Pneumothorax": "negated", "Effusion": "negated"}),
+])
+def test_html_entities_unicode_and_odd_whitespace_are_normalised(text, expected):
+    assert {n: f.certainty for n, f in by_name(text).items()} == expected
+
+
+def test_extract_findings_is_linear_in_the_report_length():
+    # Each mention once re-read its whole clause: 27,000 characters of "effusion " took ~95 s (quadratic),
+    # and plan() at its 20,000-character cap ~65 s on this machine's shared CPU. Now both take about 1 s.
+    t0 = time.perf_counter()
+    found = extract_findings("effusion " * 3000, "chest_xray")
+    assert [(f.name, f.certainty) for f in found] == [("Effusion", "positive")]
+    t1 = time.perf_counter()
+    p = plan("Right pleural " + ("effusion " * 2300)[:19_980], "chest_xray")  # one sentence at the cap
+    t2 = time.perf_counter()
+    assert p.stages[0].prompt.startswith("a chest x-ray with a") and "right pleural effusion" in p.stages[0].prompt
+    assert t1 - t0 < 10 and t2 - t1 < 10, (t1 - t0, t2 - t1)
+
+
+def test_the_negation_scope_is_bounded_but_reaches_nearby_mentions():
+    # a clause is read at most SCOPE_CHARS on either side of a mention: a nearby trigger still reaches it, a
+    # "no" 1,100 characters back no longer negates "possible pneumothorax" (it did when it reached any length)
+    filler = "stable appearance of the mediastinum and bony thorax with " * 20
+    found = by_name(f"{filler} no pleural effusion, {filler} possible pneumothorax.")
+    assert found["Effusion"].certainty == "negated" and found["Pneumothorax"].certainty == "uncertain"
+
+
+@pytest.mark.parametrize("report", [b"Moderate right pleural effusion.", bytearray(b"Effusion.")])
+def test_a_bytes_report_is_refused_as_bytes_not_as_empty(report):
+    with pytest.raises(MVGInputError, match=r"got bytes, but the report must be text; decode it first") as err:
+        plan(report, "chest_xray")
+    assert "empty" not in str(err.value)
+    with pytest.raises(MVGInputError, match="decode it first"):
+        extract_findings(report, "chest_xray")
+
+
+# --- caption templates: plain fields only, bounded (issue 9) ----------------------------------------------
+@pytest.mark.parametrize("template, match", [
+    ("{findings:{findings.__class__.__mro__}}", "has a format spec or conversion"),
+    ("{findings:>20000}", "has a format spec or conversion"),
+    ("{findings!r} on a {modality}", "has a format spec or conversion"),
+    ("{findings.__class__} {findings}", r"unknown field \{findings.__class__\}"),
+    ("{findings[0]} {findings}", r"unknown field \{findings\[0\]\}"),
+    ("{0} {findings}", r"unknown field \{0\}"),
+    ("{} {findings}", r"unknown field \{\}"),
+    ("{findings} " + "x" * 600, "611 characters is more than 500"),
+    ("{findings} " * 45, "renders has .* characters, more than 1000; shorten the template"),
+])
+def test_template_fields_are_plain_and_bounded(template, match):
+    t0 = time.perf_counter()
+    with pytest.raises(MVGInputError, match=match) as err:
+        plan(REPORT, "chest_xray", caption_style="custom", template=template)
+    assert err.value.args[0].startswith("template") and time.perf_counter() - t0 < 1
+    assert "<class" not in str(err.value)  # no attribute lookup was made
+
+
+def test_template_literal_braces_still_work():
+    p = plan(REPORT, "chest_xray", caption_style="custom", template="{{x}} {modality}: {findings}")
+    assert p.stages[0].prompt == "{x} chest x-ray: a large right pleural effusion and moderate cardiomegaly"

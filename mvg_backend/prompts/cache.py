@@ -19,6 +19,7 @@ from typing import Any
 from .types import PromptPlan
 
 log = logging.getLogger("mvg.prompts")
+MAX_ENTRY_BYTES = 1 << 20  # a plan is a few kB; anything much larger is not ours
 
 
 def default_cache_dir() -> Path:
@@ -46,21 +47,32 @@ class PlanCache:
 
     def get(self, key: str) -> PromptPlan | None:
         path = self._path(key)
-        if not path.is_file():
-            return None
         try:
+            if not path.is_file():
+                return None
+            if path.stat().st_size > MAX_ENTRY_BYTES:
+                raise ValueError("entry too large")
             return PromptPlan.from_dict(json.loads(path.read_text(encoding="utf-8")))
-        except Exception as exc:  # a damaged or outdated entry: ignore it, it will be rewritten
+        except Exception as exc:  # a damaged, outdated or unreadable entry: a miss (it will be rewritten)
             log.warning("MVG prompt cache: ignoring unreadable entry %s (%s)", path.name, type(exc).__name__)
             return None
 
-    def put(self, key: str, plan: PromptPlan) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=".tmp-", suffix=".json")
+    def put(self, key: str, plan: PromptPlan) -> bool:
+        """Store ``plan``; False (and a warning) when the folder cannot be written: losing the cache must never
+        lose the plan."""
+        tmp = None
         try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=".tmp-", suffix=".json")
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
                 json.dump(plan.to_dict(), fh, indent=1)
             os.replace(tmp, self._path(key))
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+            return True
+        except OSError as exc:
+            log.warning("MVG prompt cache: cannot write to %s (%s: %s); the plan is not cached, set MVG_CACHE_DIR "
+                        "(or fix the folder's permissions) to cache it.", self.folder, type(exc).__name__,
+                        exc.strerror or exc)
+            return False
+        finally:
+            if tmp is not None and Path(tmp).exists():
+                Path(tmp).unlink(missing_ok=True)

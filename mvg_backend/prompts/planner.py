@@ -9,11 +9,11 @@ from pathlib import Path
 
 from ..errors import MVGInputError
 from .cache import PlanCache, cache_key
-from .llm import PROMPT_VERSION, LLMEngine, LLMError, LLMSettings
-from .rules import aggregate, mentions
-from .stages import Staged, build_stages, check_stage_args, resolve_template
+from .llm import PROMPT_VERSION, CheckCancel, LLMEngine, LLMError, LLMSettings
+from .rules import aggregate, check_text, mentions
+from .stages import Staged, build_stages, check_stage_args, render_template, resolve_template
 from .types import PromptPlan, Stage
-from .vocab import get_vocab
+from .vocab import DomainVocab, get_vocab
 from .vocab.cxr import CXR_LABELS
 
 log = logging.getLogger("mvg.prompts")
@@ -28,7 +28,7 @@ def report_sha256(report: str) -> str:
 
 
 def _check_report(report: object) -> str:
-    if not isinstance(report, str) or not report.strip():
+    if not check_text(report).strip():
         raise MVGInputError("report: empty; paste the clinical report (findings and impression) into the report box.")
     if len(report) > MAX_REPORT_CHARS:
         raise MVGInputError(f"report: {len(report)} characters is more than {MAX_REPORT_CHARS}; paste only the "
@@ -63,14 +63,32 @@ def rules_plan(report: str, domain: str, stages: int = 3, direction: str = "prog
                       report_sha256=report_sha256(report), notes=tuple(notes))
 
 
+def invented_by(report: str, vocab: DomainVocab):
+    """``invented(texts)``: the domain's findings that ``texts`` (stage prompts, finding names) show as present
+    or hedged, but that the report does not state as present (by the rule engine's reading of it)."""
+    stated = {f.name for f, _ in aggregate(mentions(report, vocab)) if f.certainty == "positive"}
+
+    def invented(texts: list[str]) -> list[str]:
+        shown = [m.concept.name for text in texts for m in mentions(text, vocab)
+                 if m.certainty != "negated" and m.concept.kind != "feature"]
+        return sorted(set(shown) - stated)
+
+    return invented
+
+
 def plan(report: str, domain: str, stages: int = 3, direction: str = "progression", engine: str = "rules", *,
          caption_style: str = "mvg", template: str = "", llm: LLMSettings | None = None, fallback: bool = True,
-         allow_de_novo: bool = False, cache_dir: str | Path | None = None) -> PromptPlan:
+         allow_de_novo: bool = False, cache_dir: str | Path | None = None,
+         check_cancel: CheckCancel | None = None) -> PromptPlan:
     """A clinical report -> ``MVG_PROMPTS`` (:class:`PromptPlan`) of ``stages`` stages.
 
     ``engine="rules"`` (offline, default) or ``"openai-compatible"`` (``llm`` settings; results are cached on
     disk in ``cache_dir`` by report hash, endpoint, model and parameters). With ``fallback`` an LLM failure
     gives the rule engine's plan, with ``fallback_reason`` set. The report text is never stored in the result.
+    For a known domain an LLM plan that stages a finding the report does not state as present is refused
+    (one repair request, then the fallback) unless ``allow_de_novo``, which marks it DE-NOVO instead.
+    ``check_cancel`` is called at least every 0.1 s while the LLM is awaited; it cancels by raising (e.g.
+    ComfyUI's ``throw_exception_if_processing_interrupted``) or by returning True.
     """
     _check_report(report)
     if domain not in DOMAINS:
@@ -85,8 +103,8 @@ def plan(report: str, domain: str, stages: int = 3, direction: str = "progressio
     known = domain != "other"
     if known:
         vocab = get_vocab(domain)
-        example = resolve_template(vocab, caption_style, template).format(
-            findings=vocab.example_finding, modality=vocab.modality, stage="stage 2", severity="severe")
+        example = render_template(resolve_template(vocab, caption_style, template), findings=vocab.example_finding,
+                                  modality=vocab.modality, stage="stage 2", severity="severe")
     else:
         example = "a medical image of the finding at a more advanced stage"
     digest = report_sha256(report)
@@ -97,10 +115,12 @@ def plan(report: str, domain: str, stages: int = 3, direction: str = "progressio
     if cached is not None:
         log.info("MVG ReportToPrompts: plan from the cache (%s)", key[:12])
         return cached
+    llm_engine = LLMEngine(settings, check_cancel)
     try:
-        result = LLMEngine(settings).plan(
+        result = llm_engine.plan(
             report, domain=domain, stages=stages, direction=direction, example=example,
-            labels=CXR_LABELS if domain == "chest_xray" else (), allow_de_novo=allow_de_novo, report_sha256=digest)
+            labels=CXR_LABELS if domain == "chest_xray" else (), allow_de_novo=allow_de_novo, report_sha256=digest,
+            invented=invented_by(report, vocab) if known else None)
     except LLMError as exc:
         if not fallback or not known:
             raise
@@ -108,5 +128,5 @@ def plan(report: str, domain: str, stages: int = 3, direction: str = "progressio
         ruled = rules_plan(report, domain, stages, direction, caption_style, template)
         return replace(ruled, fallback_reason=f"{exc.kind}: {exc}",
                        notes=ruled.notes + (f"the LLM engine failed ({exc.kind}); this plan is the rule engine's",))
-    cache.put(key, result)
+    cache.put(key, result)  # a cache that cannot be written only warns: the answer is kept
     return result

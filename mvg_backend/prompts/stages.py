@@ -11,6 +11,9 @@ from .types import DIRECTIONS, Finding, Stage
 from .vocab import CAPTION_STYLES, LEVEL_NAMES, Concept, DomainVocab, level
 
 TEMPLATE_FIELDS = ("findings", "modality", "stage", "severity")
+_FIELD_LIST = ", ".join("{" + f + "}" for f in TEMPLATE_FIELDS)
+MAX_TEMPLATE_CHARS = 500
+MAX_CAPTION_CHARS = 1000  # a rendered caption (the engine's own bound, below MVG_PROMPTS' 2000)
 MAX_STAGES = 16
 MAX_CAPTION_FINDINGS = 3
 _ZONE = re.compile(r"\b(upper|middle|lower) (lobe|lung|zone)")
@@ -44,20 +47,53 @@ def resolve_template(vocab: DomainVocab, caption_style: str, template: str = "")
         return vocab.styles[caption_style]
     if not template:
         raise MVGInputError("caption_style 'custom' needs a template, e.g. 'a {modality} with {findings}'. "
-                            f"Fields: {', '.join('{' + f + '}' for f in TEMPLATE_FIELDS)}.")
-    try:
-        fields = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
-    except ValueError as exc:
-        raise MVGInputError(f"template {template!r} is not a valid format string ({exc}); write literal braces "
-                            "as {{ and }}.") from None
-    unknown = fields - set(TEMPLATE_FIELDS)
-    if unknown:
-        raise MVGInputError(f"template: unknown field(s) {', '.join(sorted(unknown))}; use "
-                            f"{', '.join('{' + f + '}' for f in TEMPLATE_FIELDS)}.")
+                            f"Fields: {_FIELD_LIST}.")
+    fields = {name for _, name in parse_template(template) if name}
     if not fields & {"findings", "severity", "stage"}:
         raise MVGInputError("template: without {findings}, {severity} or {stage} every stage gets the same prompt; "
                             "add {findings}.")
     return template
+
+
+def parse_template(template: str) -> list[tuple[str, str | None]]:
+    """``[(literal text, field name or None), ...]`` of a caption template, checked.
+
+    Only the plain fields ``{findings}``, ``{modality}``, ``{stage}`` and ``{severity}`` are allowed: no
+    attribute or index (``{findings.__class__}``), no conversion (``!r``) and no format spec (``:>20``), so a
+    template can neither reach into Python objects nor blow up the prompt's size. At most
+    ``MAX_TEMPLATE_CHARS`` characters.
+    """
+    if not isinstance(template, str):
+        raise MVGInputError(f"template: expected text, got {type(template).__name__}.")
+    if len(template) > MAX_TEMPLATE_CHARS:
+        raise MVGInputError(f"template: {len(template)} characters is more than {MAX_TEMPLATE_CHARS}; write one "
+                            "short caption, e.g. 'a {modality} with {findings}'.")
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        raise MVGInputError(f"template {template!r} is not a valid format string ({exc}); write literal braces "
+                            "as {{ and }}.") from None
+    out: list[tuple[str, str | None]] = []
+    for literal, name, spec, conversion in parsed:
+        if name is not None and (spec or conversion):
+            raise MVGInputError(f"template: {{{name}{'!' + conversion if conversion else ''}"
+                                f"{':' + spec if spec else ''}}} has a format spec or conversion; write plain "
+                                f"fields only ({_FIELD_LIST}), and literal braces as {{{{ and }}}}.")
+        if name is not None and name not in TEMPLATE_FIELDS:
+            raise MVGInputError(f"template: unknown field {{{name}}}; use {_FIELD_LIST} (no attributes, indexes or "
+                                "positional fields).")
+        out.append((literal, name))
+    return out
+
+
+def render_template(template: str, **values: str) -> str:
+    """``template`` with its fields replaced by ``values`` (plain text substitution, no ``str.format``); the
+    result is at most ``MAX_CAPTION_CHARS`` characters."""
+    text = "".join(literal + (str(values[name]) if name else "") for literal, name in parse_template(template))
+    if len(text) > MAX_CAPTION_CHARS:
+        raise MVGInputError(f"template: the prompt it renders has {len(text)} characters, more than "
+                            f"{MAX_CAPTION_CHARS}; shorten the template (use each field once).")
+    return text
 
 
 def _join(parts: list[str]) -> str:
@@ -93,7 +129,8 @@ def build_stages(staged: list[Staged], features: list[Staged], vocab: DomainVoca
             findings = _join(parts)
             shown = [f.concept.phrases[-1] for f in features if f.concept.phrases[-1] not in findings]
             findings += f", showing {_join(shown)}" if shown else ""
-            prompt = template.format(findings=findings, modality=vocab.modality, stage=f"stage {i}", severity=word)
+            prompt = render_template(template, findings=findings, modality=vocab.modality, stage=f"stage {i}",
+                                     severity=word)
         else:
             prompt = vocab.normal
         roi = primary.concept.roi.format(side=_side(primary), loc=_zone(primary))

@@ -13,11 +13,19 @@ scarring", "infiltrate versus atelectasis") keep a mention positive: the report 
 names its readings. A hedge reaches ``UNCERTAINTY_WINDOW`` words; a negation reaches its whole clause.
 
 Redaction tokens such as "XXXX" are replaced by a neutral word so that they cannot act as triggers.
+
+Text is cleaned first (``clean_text``): HTML entities are decoded ("No&nbsp;pneumothorax"), Unicode is
+NFKC-normalised (full-width letters, ligatures), zero-width characters are dropped and every other whitespace
+character (NBSP, tabs, U+2028...) becomes a space or a line break. Work is linear in the report's length: a
+trigger reaches at most ``SCOPE_CHARS`` characters of its clause on either side of a mention.
 """
 
 from __future__ import annotations
 
+import html
 import re
+import unicodedata
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 
 SEVERITY_WORDS: dict[str, float] = {
@@ -77,6 +85,11 @@ _POST_UNCERTAINTY = re.compile(
     r"^[^.]*?\bcannot be (?:excluded|ruled out)\b|^\s*\?")
 
 UNCERTAINTY_WINDOW = 10  # words: a hedge reaches the next few words (NegEx's window), a negation the whole clause
+SCOPE_CHARS = 300  # a clause is read at most this far on either side of a mention (keeps the work linear)
+
+_INVISIBLE = re.compile("[\u00ad\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff]")
+_LINE_BREAK = re.compile("\r\n?|[\u2028\u2029\x0b\x0c\x85\x1c-\x1e]")
+_SPACE_RUN = re.compile(r"\s+")
 
 LATERALITY = re.compile(r"\b(right|left|bilateral(?:ly)?|both|bibasilar|bibasal|bi-?apical|right-sided|left-sided|"
                         r"OD|OS|OU)\b", re.IGNORECASE)
@@ -87,6 +100,14 @@ class Sentence:
     index: int
     text: str  # original text, as written (redaction tokens included)
     norm: str  # lower case, redaction tokens neutralised, whitespace collapsed
+
+
+def clean_text(text: str) -> str:
+    """Report text as the rules read it: HTML entities decoded, NFKC, no zero-width characters, every run of
+    whitespace one space (or one line break when it holds one). Linear in the length of ``text``."""
+    text = unicodedata.normalize("NFKC", html.unescape(text))
+    text = _LINE_BREAK.sub("\n", _INVISIBLE.sub("", text))
+    return _SPACE_RUN.sub(lambda m: "\n" if "\n" in m.group(0) else " ", text)
 
 
 def normalise(text: str) -> str:
@@ -107,34 +128,57 @@ def strip_sections(report: str) -> str:
 
 
 def sentences(report: str) -> list[Sentence]:
-    """The report's finding-bearing sentences, indexed in order."""
+    """The report's finding-bearing sentences, indexed in order (after :func:`clean_text`)."""
     out = []
-    for part in _SENTENCE_END.split(strip_sections(report)):
+    for part in _SENTENCE_END.split(strip_sections(clean_text(report))):
         norm = normalise(part or "")
         if re.search(r"[a-z]", norm):
             out.append(Sentence(len(out), part.strip(), norm))
     return out
 
 
-def clause_bounds(norm: str, start: int, end: int) -> tuple[int, int]:
-    """The span of the clause (between scope terminators) that holds ``norm[start:end]``."""
-    left, right = 0, len(norm)
-    for m in _TERMINATORS.finditer(norm):
-        if m.end() <= start:
-            left = m.end()
-        elif m.start() >= end:
-            right = m.start()
-            break
-    return left, right
+class Terminators:
+    """The scope terminators of one sentence, found once, for clause look-ups in O(log n)."""
+
+    def __init__(self, norm: str):
+        spans = [m.span() for m in _TERMINATORS.finditer(norm)]
+        self.length = len(norm)
+        self.starts = [a for a, _ in spans]
+        self.ends = [b for _, b in spans]
+        self.norm = norm
+
+    def clause(self, start: int, end: int) -> tuple[int, int]:
+        """The clause that holds ``[start, end)``, cut to ``SCOPE_CHARS`` on either side at word boundaries."""
+        i = bisect_right(self.ends, start)  # terminators that end at or before the mention: [0, i)
+        left = self.ends[i - 1] if i else 0
+        j = bisect_left(self.starts, end)  # the first terminator that starts at or after its end
+        right = self.starts[j] if j < len(self.starts) else self.length
+        norm = self.norm
+        if start - left > SCOPE_CHARS:
+            left = start - SCOPE_CHARS
+            while left < start and norm[left - 1].isalnum():
+                left += 1
+        if right - end > SCOPE_CHARS:
+            right = end + SCOPE_CHARS
+            while right > end and norm[right].isalnum():
+                right -= 1
+        return left, right
+
+
+def clause_bounds(norm: str, start: int, end: int, terms: Terminators | None = None) -> tuple[int, int]:
+    """The span of the clause (between scope terminators) that holds ``norm[start:end]``, at most
+    ``SCOPE_CHARS`` on either side. Pass ``terms`` (built once per sentence) to make this O(log n)."""
+    return (terms or Terminators(norm)).clause(start, end)
 
 
 def _last_words(text: str, n: int) -> str:
     return " ".join(text.split()[-n:])
 
 
-def assertion(norm: str, start: int, end: int) -> str:
-    """``positive`` / ``negated`` / ``uncertain`` for the mention at ``norm[start:end]``."""
-    left, right = clause_bounds(norm, start, end)
+def assertion(norm: str, start: int, end: int, bounds: tuple[int, int] | None = None) -> str:
+    """``positive`` / ``negated`` / ``uncertain`` for the mention at ``norm[start:end]`` (``bounds``: its
+    clause, from :func:`clause_bounds`)."""
+    left, right = bounds or clause_bounds(norm, start, end)
     before = _PSEUDO_NEGATION.sub(" ", norm[left:end])
     after = norm[end:right]
     if _NEGATED_UNCERTAINTY.search(norm[left:right]):
@@ -148,9 +192,10 @@ def assertion(norm: str, start: int, end: int) -> str:
     return "positive"
 
 
-def severity_near(norm: str, start: int, end: int, window: int = 40) -> tuple[str | None, float | None]:
+def severity_near(norm: str, start: int, end: int, window: int = 40,
+                  bounds: tuple[int, int] | None = None) -> tuple[str | None, float | None]:
     """The strongest severity word just before the mention or right after it (same clause)."""
-    left, right = clause_bounds(norm, start, end)
+    left, right = bounds or clause_bounds(norm, start, end)
     a = max(left, start - window)
     while left < a < start and norm[a - 1].isalnum():
         a += 1
@@ -162,9 +207,9 @@ def severity_near(norm: str, start: int, end: int, window: int = 40) -> tuple[st
     return word, SEVERITY_WORDS[word]
 
 
-def laterality_near(text: str, start: int, end: int) -> str | None:
+def laterality_near(text: str, start: int, end: int, bounds: tuple[int, int] | None = None) -> str | None:
     """``right`` / ``left`` / ``bilateral`` from the clause of the mention (nearest words win)."""
-    left, right = clause_bounds(text.lower(), start, end)
+    left, right = bounds or clause_bounds(text.lower(), start, end)
     sides = set()
     for m in LATERALITY.finditer(text[left:right]):
         word = m.group(1).lower()
@@ -179,3 +224,47 @@ def laterality_near(text: str, start: int, end: int) -> str | None:
     if "bilateral" in sides or {"right", "left"} <= sides:
         return "bilateral"
     return next(iter(sides), None)
+
+
+# --- report text in other text (an LLM's answer, an error message) ----------------------------------------
+_QUOTE_SPLIT = re.compile(r"[^0-9a-z]+")
+_CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f-\x9f]")
+
+
+def clean_field(text: str) -> str:
+    """A free-text field of an LLM answer made safe to show: :func:`clean_text`, no control characters,
+    one line."""
+    return " ".join(_CONTROL.sub(" ", clean_text(text)).split())
+
+
+class ReportQuotes:
+    """Finds verbatim spans of a report in other text, after normalisation (HTML entities, NFKC, case,
+    punctuation and whitespace do not matter).
+
+    A text quotes the report when it shares ``words`` consecutive words with it, or (``chars=True``) a
+    ``chars``-character run, or any identifier-like token of the report (4 or more digits: record numbers,
+    dates, phone numbers). Building is linear in the report's length; a look-up in the text's.
+    """
+
+    def __init__(self, report: str, words: int = 8, chars: int = 40):
+        norm = self._norm(report)
+        tokens = norm.split()
+        self.words, self.chars = words, chars
+        self._word_grams = {" ".join(tokens[i:i + words]) for i in range(len(tokens) - words + 1)}
+        self._char_grams = {norm[i:i + chars] for i in range(len(norm) - chars + 1)}
+        self._ids = {t for t in tokens if sum(c.isdigit() for c in t) >= 4}
+
+    @staticmethod
+    def _norm(text: str) -> str:
+        return " ".join(_QUOTE_SPLIT.split(clean_text(text).lower())).strip()
+
+    def quotes(self, text: str | None, chars: bool = True) -> bool:
+        if not text:
+            return False
+        norm = self._norm(text)
+        tokens = norm.split()
+        if any(t in self._ids for t in tokens):
+            return True
+        if any(" ".join(tokens[i:i + self.words]) in self._word_grams for i in range(len(tokens) - self.words + 1)):
+            return True
+        return chars and any(norm[i:i + self.chars] in self._char_grams for i in range(len(norm) - self.chars + 1))

@@ -14,6 +14,10 @@ from ..errors import MVGInputError
 
 DIRECTIONS = ("progression", "regression")
 CERTAINTIES = ("positive", "negated", "uncertain")
+# Per-stage overrides obey the same caps as MVG_ProgressiveEdit's widgets (rounds 1..200, strength 0.01..1).
+MAX_STAGE_ROUNDS = 200
+MIN_STAGE_STRENGTH = 0.01
+MAX_PROMPT_CHARS = 2000  # a stage prompt or negative prompt (CLIP reads 77 tokens; ComfyUI chunks longer ones)
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,28 @@ class Finding:
         return f"{self.name} ({'; '.join(parts)})"
 
 
+def check_rounds(value: object) -> str | None:
+    """None when ``value`` is a valid per-stage ``rounds`` (None, or an integer in 1..200), else the problem."""
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_STAGE_ROUNDS:
+        return f"rounds={value!r}; use an integer in 1..{MAX_STAGE_ROUNDS} (the Progressive Edit node's cap)"
+    return None
+
+
+def check_strength(value: object) -> str | None:
+    """None when ``value`` is a valid per-stage ``strength`` (None, or a number in 0.01..1), else the problem."""
+    if value is None:
+        return None
+    try:
+        ok = not isinstance(value, bool) and MIN_STAGE_STRENGTH <= float(value) <= 1.0
+    except (TypeError, ValueError):
+        ok = False
+    if ok:
+        return None
+    return f"strength={value!r}; use a number in {MIN_STAGE_STRENGTH}..1 (the Progressive Edit node's cap)"
+
+
 @dataclass(frozen=True)
 class Stage:
     """One disease stage: its prompt, and optional overrides of the run's settings."""
@@ -61,12 +87,14 @@ class Stage:
     def __post_init__(self) -> None:
         if not isinstance(self.prompt, str) or not self.prompt.strip():
             raise MVGInputError("MVG_PROMPTS: a stage has an empty prompt; give every stage a text prompt.")
-        if self.rounds is not None and (not isinstance(self.rounds, int) or self.rounds < 1):
-            raise MVGInputError(f"MVG_PROMPTS: stage {self.label!r} has rounds={self.rounds!r}; use an integer >= 1.")
-        if self.strength is not None and not 0.0 < float(self.strength) <= 1.0:
-            raise MVGInputError(
-                f"MVG_PROMPTS: stage {self.label!r} has strength={self.strength!r}; use a value in (0, 1]."
-            )
+        for what, text in (("prompt", self.prompt), ("negative prompt", self.negative_prompt)):
+            if not isinstance(text, str) or len(text) > MAX_PROMPT_CHARS:
+                size = f"{len(text)} characters" if isinstance(text, str) else type(text).__name__
+                raise MVGInputError(f"MVG_PROMPTS: a stage {what} has {size}; use text of at most "
+                                    f"{MAX_PROMPT_CHARS} characters (CLIP reads about 77 tokens).")
+        problem = check_rounds(self.rounds) or check_strength(self.strength)
+        if problem:
+            raise MVGInputError(f"MVG_PROMPTS: stage {self.label!r} has {problem}.")
         if self.severity is not None and not 0.0 <= float(self.severity) <= 1.0:
             raise MVGInputError(
                 f"MVG_PROMPTS: stage {self.label!r} has severity={self.severity!r}; use a value in [0, 1]."
@@ -74,7 +102,7 @@ class Stage:
 
     @property
     def label(self) -> str:
-        return self.name or self.prompt[:40]
+        return (self.name or self.prompt)[:40]
 
 
 @dataclass(frozen=True)
@@ -178,7 +206,10 @@ def _parse_options(text: str, lineno: int) -> dict[str, Any]:
         except ValueError as exc:
             if isinstance(exc, MVGInputError):
                 raise
-            raise MVGInputError(f"prompt line {lineno}: option {key}={raw!r} is not a number.") from None
+            raise MVGInputError(f"prompt line {lineno}: option {key}={raw[:40]!r} is not a number.") from None
+        problem = {"rounds": check_rounds, "strength": check_strength}.get(key, lambda v: None)(options[key])
+        if problem:
+            raise MVGInputError(f"prompt line {lineno}: {problem}.")
     return options
 
 
@@ -201,7 +232,10 @@ def parse_prompt_lines(text: str, negative_prompt: str = "") -> PromptPlan:
         prompt, _, negative = (s.strip() for s in line.partition("|"))
         if not prompt:
             raise MVGInputError(f"prompt line {lineno} has no prompt text before '|' or '{{'.")
-        stages.append(Stage(prompt=prompt, negative_prompt=negative or negative_prompt, **options))
+        try:
+            stages.append(Stage(prompt=prompt, negative_prompt=negative or negative_prompt, **options))
+        except MVGInputError as exc:
+            raise MVGInputError(f"prompt line {lineno}: {str(exc).removeprefix('MVG_PROMPTS: ')}") from None
     if not stages:
         raise MVGInputError(
             "prompt list is empty: write one stage prompt per line, e.g. 'a chest x-ray with a small pleural effusion'."
