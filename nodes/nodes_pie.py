@@ -1,4 +1,4 @@
-"""ProgressiveEdit (PIE) and the hand-written prompt list, as ComfyUI V3 nodes."""
+"""ProgressiveEdit (PIE) as a ComfyUI V3 node."""
 
 from __future__ import annotations
 
@@ -8,41 +8,10 @@ import comfy.samplers
 from comfy_api.latest import io
 
 from ..mvg_backend.pie import progressive_edit
-from ..mvg_backend.prompts import PromptPlan, parse_prompt_lines
+from ..mvg_backend.prompts import PromptPlan
 from .comfy_backend import ComfyBackend
 from .mvg_types import MVGPrompts
 from .progress import comfy_progress
-
-EXAMPLE_PROMPTS = (
-    "a chest x-ray with a small right pleural effusion\n"
-    "a chest x-ray with a moderate right pleural effusion\n"
-    "a chest x-ray with a large right pleural effusion"
-)
-
-
-class PromptList(io.ComfyNode):
-    """Stage prompts written by hand: one stage per line."""
-
-    @classmethod
-    def define_schema(cls) -> io.Schema:
-        return io.Schema(
-            node_id="MVG_PromptList",
-            display_name="MVG Prompt List",
-            category="MVG",
-            description="One disease-stage prompt per line, in order. Optional per line: "
-                        "'prompt | negative prompt {rounds=3, strength=0.4}'. Lines starting with # are skipped.",
-            inputs=[
-                io.String.Input("text", multiline=True, default=EXAMPLE_PROMPTS, dynamic_prompts=False),
-                io.String.Input("negative", multiline=True, default="", dynamic_prompts=False,
-                                tooltip="Negative prompt for every stage without its own ('| ...' on its line)."),
-            ],
-            outputs=[MVGPrompts.Output(display_name="prompts")],
-        )
-
-    @classmethod
-    def execute(cls, text: str, negative: str) -> io.NodeOutput:
-        return io.NodeOutput(parse_prompt_lines(text, negative))
-
 
 class ProgressiveEdit(io.ComfyNode):
     """PIE: masked img2img over several rounds per stage, blended back toward the original."""
@@ -109,4 +78,4 @@ class ProgressiveEdit(io.ComfyNode):
         return io.NodeOutput(torch.from_numpy(result.frames), torch.from_numpy(result.keyframes), result.summary)
 
 
-NODES: list[type[io.ComfyNode]] = [PromptList, ProgressiveEdit]
+NODES: list[type[io.ComfyNode]] = [ProgressiveEdit]

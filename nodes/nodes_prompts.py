@@ -1,4 +1,4 @@
-"""ReportToPrompts: a clinical report -> staged disease-progression prompts (``MVG_PROMPTS``), as a V3 node."""
+"""ReportToPrompts (a clinical report -> staged prompts) and Prompt List (stages by hand): the `MVG_PROMPTS` nodes."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import comfy.model_management
 import folder_paths
 from comfy_api.latest import io
 
-from ..mvg_backend.prompts import CAPTION_STYLES, DOMAINS, ENGINES, LLMSettings, plan
+from ..mvg_backend.prompts import CAPTION_STYLES, DOMAINS, ENGINES, LLMSettings, parse_prompt_lines, plan
 from ..mvg_backend.prompts.stages import MAX_STAGES
 from . import report_redaction
 from .mvg_types import MVGPrompts
@@ -100,6 +100,37 @@ class ReportToPrompts(io.ComfyNode):
         return io.NodeOutput(result, result.describe())
 
 
+EXAMPLE_PROMPTS = (
+    "a chest x-ray with a small right pleural effusion\n"
+    "a chest x-ray with a moderate right pleural effusion\n"
+    "a chest x-ray with a large right pleural effusion"
+)
+
+
+class PromptList(io.ComfyNode):
+    """Stage prompts written by hand: one stage per line."""
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="MVG_PromptList",
+            display_name="MVG Prompt List",
+            category="MVG",
+            description="One disease-stage prompt per line, in order. Optional per line: "
+                        "'prompt | negative prompt {rounds=3, strength=0.4}'. Lines starting with # are skipped.",
+            inputs=[
+                io.String.Input("text", multiline=True, default=EXAMPLE_PROMPTS, dynamic_prompts=False),
+                io.String.Input("negative", multiline=True, default="", dynamic_prompts=False,
+                                tooltip="Negative prompt for every stage without its own ('| ...' on its line)."),
+            ],
+            outputs=[MVGPrompts.Output(display_name="prompts")],
+        )
+
+    @classmethod
+    def execute(cls, text: str, negative: str) -> io.NodeOutput:
+        return io.NodeOutput(parse_prompt_lines(text, negative))
+
+
 report_redaction.install()
 
-NODES: list[type[io.ComfyNode]] = [ReportToPrompts]
+NODES: list[type[io.ComfyNode]] = [ReportToPrompts, PromptList]

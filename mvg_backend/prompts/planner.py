@@ -7,6 +7,7 @@ import logging
 from dataclasses import replace
 from pathlib import Path
 
+from ..domains import DOMAINS
 from ..errors import MVGInputError
 from .cache import PlanCache, cache_key
 from .llm import PROMPT_VERSION, CheckCancel, LLMEngine, LLMError, LLMSettings
@@ -19,7 +20,6 @@ from .vocab.cxr import CXR_LABELS
 log = logging.getLogger("mvg.prompts")
 
 ENGINES = ("rules", "openai-compatible")
-DOMAINS = ("chest_xray", "fundus", "skin", "other")
 MAX_REPORT_CHARS = 20_000
 
 
