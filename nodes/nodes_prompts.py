@@ -80,8 +80,8 @@ class ReportToPrompts(io.ComfyNode):
                       caption_style: str, template: str, allow_de_novo: bool,
                       keep_report_in_metadata: bool) -> io.NodeOutput:
         # async: ComfyUI starts async nodes first, so this runs before any save node; no await comes before it
-        report_redaction.redact_prompt(cls.hidden.prompt)
-        report_redaction.redact_workflow(cls.hidden.extra_pnginfo)
+        REDACTION.redact_prompt(cls.hidden.prompt)
+        REDACTION.redact_workflow(cls.hidden.extra_pnginfo)
         text = report_redaction.resolve_report(report)
         settings = LLMSettings(model=model.strip(), base_url=base_url.strip(), api_key_env=api_key_env.strip(),
                                temperature=temperature, seed=seed)
@@ -91,6 +91,8 @@ class ReportToPrompts(io.ComfyNode):
         return io.NodeOutput(result, result.describe())
 
 
-report_redaction.install()
+# widgets_values positions of report / keep_report_in_metadata / api_key_env, read from the schema above
+REDACTION = report_redaction.layout(ReportToPrompts.define_schema())
+report_redaction.install(REDACTION)
 
 NODES: list[type[io.ComfyNode]] = [ReportToPrompts]
