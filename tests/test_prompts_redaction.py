@@ -255,7 +255,8 @@ def test_nodes_inside_subgraphs_are_redacted(store):
 
 
 @pytest.mark.parametrize("info", [None, {}, {"workflow": None}, {"workflow": {"nodes": None}},
-                                  {"workflow": {"nodes": [None, 3, {"type": NODE}, {"type": NODE, "widgets_values": []}]}},
+                                  {"workflow": {"nodes": [None, 3, {"type": NODE},
+                                                          {"type": NODE, "widgets_values": []}]}},
                                   {"workflow": {"nodes": [], "definitions": None}},
                                   {"workflow": {"nodes": [], "definitions": {"subgraphs": None}}}])
 def test_malformed_workflows_are_left_alone(store, info):
