@@ -115,6 +115,7 @@ def pytest_sessionfinish(session, exitstatus):
     if leftover and session.exitstatus == 0:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
         if reporter is not None:
+            reporter.ensure_newline()
             reporter.write_line(f"MVG_NO_SKIPS=1: the run still has {leftover}", red=True)
     if session.testscollected == 0 and session.exitstatus == 0:
         session.exitstatus = pytest.ExitCode.NO_TESTS_COLLECTED
