@@ -255,4 +255,3 @@ def test_cancel_interrupts_progressive_edit(comfyui_server, input_png):
                     timeout=120)
     # rounds=1 is fewer than the 2 stages: each stage still runs one round -> original + 2 frames
     assert len(srv.output_images(entry, "5")) == 3
-
