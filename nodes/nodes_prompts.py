@@ -87,8 +87,8 @@ class ReportToPrompts(io.ComfyNode):
                       caption_style: str, template: str, allow_de_novo: bool,
                       keep_report_in_metadata: bool, timeout: float = 120.0, max_retries: int = 2) -> io.NodeOutput:
         # async: ComfyUI starts async nodes first, so this runs before any save node; no await comes before it
-        report_redaction.redact_prompt(cls.hidden.prompt)
-        report_redaction.redact_workflow(cls.hidden.extra_pnginfo)
+        REDACTION.redact_prompt(cls.hidden.prompt)
+        REDACTION.redact_workflow(cls.hidden.extra_pnginfo)
         text = report_redaction.resolve_report(report)
         settings = LLMSettings(model=model.strip(), base_url=base_url.strip(), api_key_env=api_key_env.strip(),
                                temperature=temperature, seed=seed, timeout=float(timeout),
@@ -98,6 +98,11 @@ class ReportToPrompts(io.ComfyNode):
             template=template, llm=settings, fallback=fallback, allow_de_novo=allow_de_novo, cache_dir=cache_dir(),
             check_cancel=comfy.model_management.throw_exception_if_processing_interrupted)
         return io.NodeOutput(result, result.describe())
+
+
+# widgets_values positions of report / keep_report_in_metadata / api_key_env, read from the schema above
+REDACTION = report_redaction.layout(ReportToPrompts.define_schema())
+report_redaction.install(REDACTION)
 
 
 EXAMPLE_PROMPTS = (
@@ -130,7 +135,5 @@ class PromptList(io.ComfyNode):
     def execute(cls, text: str, negative: str) -> io.NodeOutput:
         return io.NodeOutput(parse_prompt_lines(text, negative))
 
-
-report_redaction.install()
 
 NODES: list[type[io.ComfyNode]] = [ReportToPrompts, PromptList]

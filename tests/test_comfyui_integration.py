@@ -13,7 +13,8 @@ import time
 import numpy as np
 import pytest
 
-from comfyui_harness import ComfyUIError, history_status
+from comfyui_harness import history_status
+from conftest import COMFYUI_PROVOKED_ERRORS as PROVOKED_ERRORS
 
 pytestmark = pytest.mark.comfyui
 
@@ -21,10 +22,6 @@ CKPT = "mvg_tiny_sd15.safetensors"  # conftest.COMFYUI_CHECKPOINT_NAME
 SIZE = 64
 ROI = (slice(16, 48), slice(12, 40))  # rows, cols of the region the tests let PIE edit
 PROMPTS = "a chest x-ray with a small right pleural effusion\na chest x-ray with a large right pleural effusion"
-
-# errors that tests (in any file, sharing one server) provoke on purpose; any other pack traceback fails
-PROVOKED_ERRORS = ("InterruptProcessingException", "chain='sideways'", "image is constant", "paste the report",
-                   "sampler='euler'")
 
 PROGRESSIVE_EDIT_INPUTS = {
     "model": "MODEL", "clip": "CLIP", "vae": "VAE", "image": "IMAGE", "mask": "MASK", "prompts": "MVG_PROMPTS",
@@ -209,7 +206,7 @@ def test_progressive_edit_rejects_a_bad_combo_value(comfyui_server, input_png):
     try:
         prompt_id = srv.post_prompt(graph)
     except PromptRejected as err:  # a ComfyUI that validates V3 combos
-        assert "4" in err.value.body.get("node_errors", {}), err.value.body
+        assert "4" in err.body.get("node_errors", {}), err.body
         return
     entry = srv.wait_history(prompt_id, timeout=120)
     status, events = history_status(entry)
@@ -258,13 +255,3 @@ def test_cancel_interrupts_progressive_edit(comfyui_server, input_png):
                     timeout=120)
     # rounds=1 is fewer than the 2 stages: each stage still runs one round -> original + 2 frames
     assert len(srv.output_images(entry, "5")) == 3
-
-
-def test_no_pack_tracebacks_after_runs(comfyui_server):
-    """Runs above must not have logged tracebacks from the pack (e.g. swallowed errors)."""
-    tbs = comfyui_server.pack_tracebacks()
-    # provoked on purpose above: the interrupt, and the bad combo value
-    tbs = [t for t in tbs if not any(e in t for e in PROVOKED_ERRORS)]
-    assert tbs == [], "\n\n".join(tbs)
-    if not comfyui_server.is_running():
-        raise ComfyUIError("server died\n" + comfyui_server.log_tail())

@@ -83,8 +83,10 @@ def test_shipped_workflow_converts_validates_and_runs(comfyui_server, object_inf
     save_id = by_type["SaveImage"][0]
     keyframes = comfyui_server.output_images(entry, save_id)
     assert len(keyframes) == 4  # original + one per stage
-    videos = list(comfyui_server.output_dir.rglob(f"{workflow.stem.removeprefix('mvg_')}_progression*.mp4"))
-    assert len(videos) == 1 and videos[0].stat().st_size > 0
+    # this run's video, from its history entry (not a glob over an output folder other tests share)
+    videos = comfyui_server.output_images(entry, by_type["SaveVideo"][0])
+    assert len(videos) == 1 and videos[0].suffix == ".mp4" and videos[0].stat().st_size > 0
+    assert videos[0].name.startswith(f"{workflow.stem.removeprefix('mvg_')}_progression")
     count = subprocess.run(  # PyAV comes with ComfyUI
         [str(comfyui_server.python), "-c", "import av, sys; c = av.open(sys.argv[1]); "
          "print(sum(1 for _ in c.decode(video=0)))", str(videos[0])], check=True, capture_output=True, text=True)
