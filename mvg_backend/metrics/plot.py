@@ -71,7 +71,7 @@ def plot_report(report: dict[str, Any], std_map: np.ndarray | None = None, *, wi
                 ax.scatter(marks, y[marks], s=60, facecolors="none", edgecolors=FAIL_COLOUR, linewidths=1.5,
                            zorder=5, label="flicker spike")
         if threshold is not None:
-            ax.axhline(threshold, color=THRESHOLD_COLOUR, linestyle="--", linewidth=1.2, label="threshold")
+            ax.axhline(threshold, color=THRESHOLD_COLOUR, linestyle="--", linewidth=1.5, label="threshold")
         for k in keyframes:
             ax.axvline(k, color="#6e7781", linestyle=":", linewidth=1.0)
         gate = gates.get(gate_name) if gate_name else None
@@ -88,7 +88,8 @@ def plot_report(report: dict[str, Any], std_map: np.ndarray | None = None, *, wi
             ax.set_xlabel("frame (dotted: keyframes)", fontsize=8)
     if std_map is not None:
         ax = fig.add_subplot(rows, 1, rows)
-        im = ax.imshow(std_map, cmap="magma")
+        im = ax.imshow(std_map, cmap="magma", vmin=0.0, vmax=max(float(std_map.max()), 1e-6))
+        ax.set_anchor("W")
         ax.set_title(f"per-pixel std of the final frame over {report['spread']['runs']} runs", fontsize=9, loc="left")
         ax.axis("off")
         fig.colorbar(im, ax=ax, fraction=0.03)
