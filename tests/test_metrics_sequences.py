@@ -102,3 +102,13 @@ def test_anatomy_consistency_on_a_chest_phantom():
     result = evaluate_trajectory(frames, image, roi, domain="chest_xray")
     gate = result.gate("anatomy_dice")
     assert not gate.passed and "frame 2" in gate.reason and "lungs" in gate.reason
+
+
+def test_a_feathered_edge_counts_as_inside():
+    frames, mask = ramp(), roi_mask()
+    soft = mask.copy()
+    soft[10:12, 12:36] = 0.25  # a feathered rim above the ROI: PIE may change it in proportion
+    frames[:, 10:12, 12:36] += 0.25 * np.linspace(0, 0.2, T)[:, None, None, None]
+    out = outside_identity(frames, frames[0], soft)
+    assert out.max_abs_change == [0.0] * T and out.pixels == int((soft == 0).sum())
+    assert outside_identity(frames, frames[0], mask).max_abs_change[-1] == pytest.approx(0.05, abs=1e-6)

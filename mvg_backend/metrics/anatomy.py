@@ -10,7 +10,7 @@ from typing import Callable
 
 import numpy as np
 
-from .common import finite_list
+from .common import finite_list, outside_roi
 
 ANATOMY_REGIONS = {"chest_xray": ("lungs",), "fundus": ("fov", "optic_disc"), "skin": ("lesion",)}
 """The structures checked per domain (regions of :func:`mvg_backend.roi.segment`)."""
@@ -53,7 +53,8 @@ def _segment(segment_detailed, image, domain, regions) -> tuple[dict[str, np.nda
 def anatomy_consistency(frames: np.ndarray, original: np.ndarray, domain: str, exclude: np.ndarray | None = None,
                         *, regions: tuple[str, ...] | None = None,
                         progress: Callable[[int, int], None] | None = None) -> Anatomy | None:
-    """Dice of each anatomy region of every frame against the original's, outside ``exclude`` (≥ 0.5).
+    """Dice of each anatomy region of every frame against the original's, outside ``exclude`` (where it is above 0:
+    the ROI, feathered edge included).
 
     Returns ``None`` for a domain with no anatomy regions (``other``).
     """
@@ -63,7 +64,7 @@ def anatomy_consistency(frames: np.ndarray, original: np.ndarray, domain: str, e
     if not regions:
         return None
     size = original.shape[:2]
-    keep = np.ones(size, bool) if exclude is None else exclude < 0.5
+    keep = np.ones(size, bool) if exclude is None else outside_roi(exclude)
     notes: list[str] = []
     refs, fallbacks = _segment(segment_detailed, original, domain, regions)
     for region in regions:

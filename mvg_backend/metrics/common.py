@@ -11,6 +11,16 @@ from ..errors import MVGInputError
 from ..io.images import _to_numpy, _to_unit_float
 
 
+OUTSIDE_MAX = 0.5 / 255.0
+"""A pixel is outside the ROI where the mask is below half an 8-bit level: PIE leaves exactly those pixels
+alone (a feathered edge, 0 < mask < 1, may change in proportion to the mask)."""
+
+
+def outside_roi(mask: np.ndarray) -> np.ndarray:
+    """Boolean map of the pixels outside the ROI (mask ≤ :data:`OUTSIDE_MAX`)."""
+    return mask <= OUTSIDE_MAX
+
+
 def as_frames(frames: Any, name: str = "frames") -> np.ndarray:
     """float32 ``[T,H,W,3]`` in 0..1 from a batch ``[T,H,W,C]`` (C = 1, 3 or 4), a list of images, or ``[T,H,W]``."""
     if isinstance(frames, (list, tuple)):

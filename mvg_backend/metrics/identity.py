@@ -1,5 +1,5 @@
 """Identity outside the ROI: SSIM, PSNR and the largest absolute change between each frame and the original,
-over the pixels the mask leaves alone (mask < 0.5)."""
+over the pixels the mask leaves alone (mask 0; a feathered edge counts as inside)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .common import finite_list
+from .common import finite_list, outside_roi
 
 PSNR_CAP = 100.0
 """PSNR (dB) reported for identical regions (MSE 0), instead of infinity."""
@@ -27,11 +27,11 @@ class OutsideIdentity:
 
 
 def outside_identity(frames: np.ndarray, original: np.ndarray, mask: np.ndarray) -> OutsideIdentity:
-    """Per frame, against ``original`` over ``mask < 0.5``: SSIM (mean of SSIM's local map over the pixels whose
+    """Per frame, against ``original`` where the mask is 0 (:func:`outside_roi`): SSIM (mean of SSIM's local map over the pixels whose
     7x7 window lies wholly outside the ROI, data range 1), PSNR in dB (capped at :data:`PSNR_CAP`) and the max/mean absolute change (0..1 units)."""
     from skimage.metrics import structural_similarity
 
-    outside = mask < 0.5
+    outside = outside_roi(mask)
     n = int(outside.sum())
     win = min(7, *original.shape[:2])
     win -= 1 - win % 2  # odd
