@@ -92,7 +92,7 @@ def plot_report(report: dict[str, Any], std_map: np.ndarray | None = None, *, wi
         ax.set_anchor("W")
         ax.set_title(f"per-pixel std of the final frame over {report['spread']['runs']} runs", fontsize=9, loc="left")
         ax.axis("off")
-        fig.colorbar(im, ax=ax, fraction=0.03)
+        fig.colorbar(im, ax=ax, fraction=0.03, panchor=(0.0, 0.5))
     fig.tight_layout(rect=(0, 0, 1, 0.97))
     fig.canvas.draw()
     rgba = np.asarray(fig.canvas.buffer_rgba())
