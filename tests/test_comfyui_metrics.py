@@ -66,6 +66,13 @@ def test_torchxrayvision_random_weights(probe_report):
     assert f["shape"] == [8, 18] and f["output"] == "probabilities" and "densenet121-res224-all" in f["name"]
 
 
+def test_safetensors_classifier_of_a_torchvision_architecture(probe_report):
+    report, _ = probe_report
+    tv = report["torchvision_file"]
+    assert tv["labels"] == ["Nevus", "Melanoma"] and tv["shape"] == [8, 2]
+    assert tv["row_sums"] == pytest.approx([1.0] * 8, abs=1e-5)  # softmax
+
+
 def test_evaluate_node_in_process(probe_report):
     report, out = probe_report
     node = report["node"]
