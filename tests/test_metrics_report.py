@@ -156,3 +156,16 @@ def test_evaluate_command_reads_mp4_and_several_runs(tmp_path):
 def test_evaluate_command_bad_input(tmp_path, capsys):
     assert main(["evaluate", str(tmp_path / "nothing"), "--out", str(tmp_path / "o")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_summary_row_and_write_for_run_and_batch(tmp_path):
+    frames = ramp()
+    frames[2, :3, :3] += 0.1
+    result = evaluate_trajectory(frames, base_image(), roi_mask(), anatomy=False, runs=[ramp()])
+    row = result.summary_row()
+    assert row["passed"] is False and row["failed_gates"] == ["outside_roi_max_change"]
+    assert set(row["skipped_gates"]) == {"clip_i", "confidence_rho", "anatomy_dice"}
+    assert row["outside_max_change"] == pytest.approx(0.1, abs=1e-6)
+    paths = result.write(tmp_path / "case01")
+    assert [p.name for p in paths] == ["metrics.json", "metrics.png", "final_frame_std.png"]
+    assert json.loads(paths[0].read_text())["passed"] is False

@@ -79,8 +79,6 @@ def _prompts(args: argparse.Namespace):
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    import cv2
-
     from ..io.files import OutputDir, read_image
     from .classifier import load_classifier
     from .evaluate import evaluate_trajectory
@@ -107,13 +105,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
                                      thresholds=thresholds, keyframes=_keyframes(args.keyframes),
                                      anatomy=not args.no_anatomy, runs=runs[1:], progress=progress)
         print(file=sys.stderr)
-        (out / "metrics.json").write_text(result.to_json() + "\n", encoding="utf-8")
-        cv2.imwrite(str(out / "metrics.png"), cv2.cvtColor(result.plot(), cv2.COLOR_RGB2BGR))
-        if result.std_map is not None:
-            from .uncertainty import std_map_image
-            from ..io.files import write_png
-
-            write_png(out / "final_frame_std.png", std_map_image(result.std_map))
+        result.write(out)
     print(result.describe())
     print(f"wrote metrics.json and metrics.png to {args.out}")
     return 0 if result.passed else 1

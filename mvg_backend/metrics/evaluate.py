@@ -61,6 +61,28 @@ class Evaluation:
 
         return plot_report(self.to_dict(), self.std_map, **kwargs)
 
+    def summary_row(self) -> dict[str, Any]:
+        """One flat row for a batch summary: ``passed``, the failed and skipped gates, and the headline scalars."""
+        return {"passed": self.passed, "failed_gates": [g.name for g in self.gates if g.status == "fail"],
+                "skipped_gates": [g.name for g in self.gates if g.status == "skipped"], **scalar_summary(self.metrics)}
+
+    def write(self, folder: str | Path) -> list[Path]:
+        """Write ``metrics.json``, ``metrics.png`` (and ``final_frame_std.png`` with several runs) into ``folder``."""
+        import cv2
+
+        from ..io.files import write_png
+        from .uncertainty import std_map_image
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        paths = [folder / "metrics.json", folder / "metrics.png"]
+        paths[0].write_text(self.to_json() + "\n", encoding="utf-8")
+        cv2.imwrite(str(paths[1]), cv2.cvtColor(self.plot(), cv2.COLOR_RGB2BGR))
+        if self.std_map is not None:
+            paths.append(folder / "final_frame_std.png")
+            write_png(paths[-1], std_map_image(self.std_map))
+        return paths
+
     def describe(self) -> str:
         lines = [f"MVG evaluation: {'PASS' if self.passed else 'FAIL'} ({self.frames} frames)"]
         lines += [f"  {g.name}: {g.reason}" for g in self.gates]
