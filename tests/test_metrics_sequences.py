@@ -112,3 +112,15 @@ def test_a_feathered_edge_counts_as_inside():
     out = outside_identity(frames, frames[0], soft)
     assert out.max_abs_change == [0.0] * T and out.pixels == int((soft == 0).sum())
     assert outside_identity(frames, frames[0], mask).max_abs_change[-1] == pytest.approx(0.05, abs=1e-6)
+
+
+def test_anatomy_of_large_frames_is_segmented_at_the_working_size():
+    from fixtures.roi_phantoms import fundus_phantom
+
+    from mvg_backend.metrics.anatomy import WORK_SIZE, anatomy_consistency
+
+    image = fundus_phantom(384)["image"]
+    frames = np.repeat(image[None], 2, axis=0)
+    res = anatomy_consistency(frames, image, "fundus")
+    assert set(res.dice) == {"fov", "optic_disc"} and res.min_dice == pytest.approx(1.0)
+    assert f"segmented at {WORK_SIZE}x{WORK_SIZE}" in res.notes

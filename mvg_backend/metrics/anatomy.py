@@ -8,10 +8,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
+import cv2
 import numpy as np
 
-from .common import finite_list, outside_roi
+from .common import finite_list, outside_roi, resize_image
 
+WORK_SIZE = 256
+"""Frames are segmented with their longer side at most this many pixels (the classical segmentation is slow at
+full size; Dice compares masks at that scale)."""
 ANATOMY_REGIONS = {"chest_xray": ("lungs",), "fundus": ("fov", "optic_disc"), "skin": ("lesion",)}
 """The structures checked per domain (regions of :func:`mvg_backend.roi.segment`)."""
 
@@ -63,9 +67,15 @@ def anatomy_consistency(frames: np.ndarray, original: np.ndarray, domain: str, e
     regions = regions or ANATOMY_REGIONS.get(domain, ())
     if not regions:
         return None
+    scale = WORK_SIZE / max(original.shape[:2])
+    if scale < 1:
+        size = (max(8, round(original.shape[0] * scale)), max(8, round(original.shape[1] * scale)))
+        original = resize_image(original, size)
+        frames = [resize_image(f, size) for f in frames]
+        exclude = None if exclude is None else cv2.resize(exclude, (size[1], size[0]), interpolation=cv2.INTER_AREA)
     size = original.shape[:2]
     keep = np.ones(size, bool) if exclude is None else outside_roi(exclude)
-    notes: list[str] = []
+    notes: list[str] = [f"segmented at {size[1]}x{size[0]}"] if scale < 1 else []
     refs, fallbacks = _segment(segment_detailed, original, domain, regions)
     for region in regions:
         if region in fallbacks:
