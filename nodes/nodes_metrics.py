@@ -116,7 +116,8 @@ class Evaluate(io.ComfyNode):
                         "flicker spikes, anatomy Dice (the pack's own segmentation), and a classifier's confidence "
                         "for the finding. Gates default to the MVG paper's thresholds.",
             inputs=[
-                io.Image.Input("frames", tooltip="The trajectory (e.g. SEINE Transition's or ProgressiveEdit's frames)."),
+                io.Image.Input("frames",
+                               tooltip="The trajectory (e.g. SEINE Transition's or ProgressiveEdit's frames)."),
                 io.Image.Input("original", tooltip="The unedited image (resized to the frames if needed)."),
                 io.Mask.Input("mask", tooltip="The ROI (1 = may change), e.g. ROI Mask's output."),
                 io.ClipVision.Input("clip_vision", optional=True,

@@ -195,7 +195,8 @@ class TorchClassifier:
         return probs
 
 
-def torchxrayvision_classifier(weights: str | None = "densenet121-res224-all", *, weights_file: str | Path | None = None,
+def torchxrayvision_classifier(weights: str | None = "densenet121-res224-all", *,
+                               weights_file: str | Path | None = None,
                                model: Any = None, device: str = "cpu") -> TorchClassifier:
     """A torchxrayvision model as a classifier. ``weights``: a torchxrayvision weights name (loaded, and
     downloaded on first use, by torchxrayvision into its cache), or ``None`` / ``"untrained"`` for random weights.

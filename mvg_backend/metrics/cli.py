@@ -25,8 +25,9 @@ def add_evaluate_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--mask", type=Path, help="the ROI mask, white = may change (default: none)")
     p.add_argument("--clip", type=Path, help="local transformers CLIP vision (or CLIP) folder for CLIP-I; "
                                              "nothing is downloaded")
-    p.add_argument("--classifier", help="torchxrayvision:<weights name> (e.g. torchxrayvision:densenet121-res224-all),"
-                                        " a TorchScript / safetensors file with a JSON beside it, or a .json descriptor")
+    p.add_argument("--classifier",
+                   help="torchxrayvision:<weights name> (e.g. torchxrayvision:densenet121-res224-all), a TorchScript "
+                        "/ safetensors file with a JSON beside it, or a .json descriptor")
     p.add_argument("--label", help="the classifier label to follow (default: from --prompts/--report findings)")
     p.add_argument("--prompts", type=Path, help="MVG_PROMPTS as JSON (PromptPlan.to_dict): label, domain, direction")
     p.add_argument("--report", type=Path, help="a report text file, read by the rule engine for the label")

@@ -60,8 +60,9 @@ class TransformersCLIPEmbedder:
 
         folder = Path(folder)
         if not (folder / "config.json").is_file():
-            raise MVGInputError(f"--clip {str(folder)!r}: not a transformers model folder (no config.json). Give a "
-                                "local CLIP vision folder, e.g. one saved with save_pretrained(); nothing is downloaded.")
+            raise MVGInputError(f"--clip {str(folder)!r}: not a transformers model folder (no config.json). Give "
+                                "a local CLIP vision folder, e.g. one saved with save_pretrained(); nothing is "
+                                "downloaded.")
         import json
 
         cfg = json.loads((folder / "config.json").read_text())

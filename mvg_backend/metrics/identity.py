@@ -27,8 +27,9 @@ class OutsideIdentity:
 
 
 def outside_identity(frames: np.ndarray, original: np.ndarray, mask: np.ndarray) -> OutsideIdentity:
-    """Per frame, against ``original`` where the mask is 0 (:func:`outside_roi`): SSIM (mean of SSIM's local map over the pixels whose
-    7x7 window lies wholly outside the ROI, data range 1), PSNR in dB (capped at :data:`PSNR_CAP`) and the max/mean absolute change (0..1 units)."""
+    """Per frame, against ``original`` where the mask is 0 (:func:`outside_roi`): SSIM (mean of SSIM's local map
+    over the pixels whose 7x7 window lies wholly outside the ROI, data range 1), PSNR in dB (capped at
+    :data:`PSNR_CAP`) and the max/mean absolute change (0..1 units)."""
     from skimage.metrics import structural_similarity
 
     outside = outside_roi(mask)

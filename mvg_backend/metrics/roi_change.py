@@ -20,7 +20,8 @@ class InsideChange:
 
 
 def inside_change(frames: np.ndarray, original: np.ndarray, mask: np.ndarray) -> InsideChange:
-    """Mean |frame − original| over ``mask ≥ 0.5`` (the ROI's core) (all channels) per frame, and its Spearman ρ vs frame order."""
+    """Mean |frame − original| over ``mask ≥ 0.5`` (the ROI's core; all channels) per frame, and its Spearman ρ
+    against frame order."""
     inside = mask >= 0.5
     n = int(inside.sum())
     if n == 0:

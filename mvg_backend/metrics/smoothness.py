@@ -30,7 +30,8 @@ class Smoothness:
                 "spike_threshold": self.threshold}
 
 
-def smoothness(frames: np.ndarray, *, spike_factor: float = SPIKE_FACTOR, spike_floor: float = SPIKE_FLOOR) -> Smoothness:
+def smoothness(frames: np.ndarray, *, spike_factor: float = SPIKE_FACTOR,
+               spike_floor: float = SPIKE_FLOOR) -> Smoothness:
     """Per-frame step change and flicker; a spike is a local maximum of flicker above
     ``max(spike_floor, spike_factor × median flicker)``. Each spike names the frame where it occurs."""
     t = len(frames)
