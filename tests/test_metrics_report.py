@@ -169,3 +169,24 @@ def test_summary_row_and_write_for_run_and_batch(tmp_path):
     paths = result.write(tmp_path / "case01")
     assert [p.name for p in paths] == ["metrics.json", "metrics.png", "final_frame_std.png"]
     assert json.loads(paths[0].read_text())["passed"] is False
+
+
+def test_evaluate_command_takes_the_label_from_a_report_or_prompts(tmp_path):
+    from mvg_backend.prompts import plan
+
+    _write_frames(tmp_path / "frames", ramp())
+    cv2.imwrite(str(tmp_path / "mask.png"), (roi_mask() * 255).astype(np.uint8))
+    clf = write_tiny_torchscript_classifier(tmp_path / "centre.pt")
+    (tmp_path / "report.txt").write_text("Moderate left pleural effusion. No pneumothorax.")
+    stages = plan((tmp_path / "report.txt").read_text(), "chest_xray", stages=2, direction="regression")
+    (tmp_path / "prompts.json").write_text(json.dumps(stages.to_dict()))
+    common = ["--mask", str(tmp_path / "mask.png"), "--classifier", str(clf), "--no-anatomy"]
+    assert main(["evaluate", str(tmp_path / "frames"), *common, "--report", str(tmp_path / "report.txt"),
+                 "--domain", "chest_xray", "--out", str(tmp_path / "a")]) == 0
+    conf = json.loads((tmp_path / "a" / "metrics.json").read_text())["metrics"]["confidence"]
+    assert conf["label"] == "Effusion" and conf["expected_sign"] == 1
+    # the saved MVG_PROMPTS says regression: the rising confidence now fails
+    assert main(["evaluate", str(tmp_path / "frames"), *common, "--prompts", str(tmp_path / "prompts.json"),
+                 "--out", str(tmp_path / "b")]) == 1
+    data = json.loads((tmp_path / "b" / "metrics.json").read_text())
+    assert data["metrics"]["confidence"]["expected_sign"] == -1 and data["passed"] is False
