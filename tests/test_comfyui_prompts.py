@@ -94,7 +94,7 @@ def input_png(comfyui_server):
 def test_object_info_lists_report_to_prompts(comfyui_server):
     info = comfyui_server.object_info()["MVG_ReportToPrompts"]
     assert info["input_order"]["required"] == INPUT_ORDER  # widgets_values are positional: never reorder
-    assert info["input_order"]["optional"] == ["timeout", "max_retries"]  # appended later, so optional
+    assert info["input_order"]["optional"] == ["timeout", "max_retries", "max_severity"]  # appended later: optional
     req = info["input"]["required"]
     assert req["report"][0] == "STRING" and req["report"][1]["multiline"] is True
     assert req["report"][1]["dynamicPrompts"] is False and req["template"][1]["dynamicPrompts"] is False

@@ -105,15 +105,16 @@ def _with_user_mask(mask: np.ndarray | None, user_mask: Any, combine: str, regio
 
 def _keep_out(mask: np.ndarray, keep_mask: Any, size: tuple[int, int], notes: list[str],
               warnings: list[str]) -> np.ndarray:
-    """The mask with the keep mask's pixels taken out (``mask * (1 - keep)``): chest tubes, lines, pacemaker
-    leads, a ruler on a dermoscopy image stay untouched even inside the edit region."""
+    """The mask with the keep mask's pixels taken out: chest tubes, lines, pacemaker leads, a ruler on a dermoscopy
+    image stay untouched even inside the edit region. Where the keep mask is at least 0.5 the result is exactly 0;
+    a soft keep edge (a soft brush, a resized mask) ramps the mask down before it (``mask * clip(1 - 2 keep)``)."""
     keep = _as_array(keep_mask)
     if not np.asarray(keep).any():
         notes.append("the keep mask is empty (nothing painted); it is ignored.")
         return mask
     keep, keep_notes = generic.as_user_mask(keep, size, name="keep mask")
     notes.extend(keep_notes)
-    kept = mask * (1.0 - keep)
+    kept = mask * np.clip(1.0 - 2.0 * keep, 0.0, 1.0)
     notes.append(f"keep mask: {float((keep >= 0.5).mean()):.1%} of the image is kept untouched.")
     if not (kept >= 0.5).any() and (mask >= 0.5).any():
         warnings.append("the keep mask covers the whole edit region: nothing will be edited.")
