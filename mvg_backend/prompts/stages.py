@@ -244,8 +244,8 @@ def _atypical_stages(lesion: Staged, features: list[Staged], vocab: DomainVocab,
         features = [Staged(replace(lesion.finding, name=grow.name), grow, 0.0), *features]
         notes.append("the lesion's diameter grows as its features progress (the report gives no size over 6 mm).")
     states = _feature_states(features, stages, direction, max_severity)
-    if direction == "regression":
-        states = states + [{}] if len(states) < stages else states[:-1] + [{}]
+    if direction == "regression":  # down to the normal image (the empty state) at the last stage
+        states = [st for st in states if st][: stages - 1] + [{}]
     if not states:
         states = [{f.concept.name: _current(f.concept.ladder, f.severity) for f in features}]
         notes.append(f"the ABCD features are already at max_severity '{max_severity}': the one stage shows the "
