@@ -45,8 +45,8 @@ def _values(layout, keep: bool) -> list:
 def test_object_info_gives_the_layout_of_the_shipped_workflows(comfyui_server):
     layout = _frontend_layout(comfyui_server.object_info(NODE))
     assert layout[0] == "report" and layout[14] == "keep_report_in_metadata" and layout[7] == "api_key_env"
-    assert list(layout[15:]) == ["timeout", "max_retries"]  # optional widgets come after the required ones
-    assert len(layout) == 17 and None not in layout  # the seed declares control_after_generate=False: one slot
+    assert list(layout[15:]) == ["timeout", "max_retries", "max_severity"]  # optional widgets come after the others
+    assert len(layout) == 18 and None not in layout  # the seed declares control_after_generate=False: one slot
     seed = comfyui_server.object_info(NODE)["input"]["required"]["seed"]
     assert seed[0] == "INT" and seed[1]["control_after_generate"] is False
 

@@ -314,7 +314,7 @@ def test_widget_slots_put_optional_widgets_last_and_reject_duplicates():
 def test_the_report_node_layout_matches_the_shipped_workflows(store):
     """The shipped workflows' MVG_ReportToPrompts values fit the layout: report first, api_key_env 8th,
     keep_report_in_metadata 15th, and no control slot for the seed."""
-    assert len(LAYOUT) == 17 and None not in LAYOUT
+    assert len(LAYOUT) == 18 and None not in LAYOUT
     assert (LAYOUT.index("report"), LAYOUT.index("api_key_env"), LAYOUT.index("keep_report_in_metadata")) == (0, 7, 14)
     files = sorted((ROOT / "workflows").glob("*.json"))
     assert files
