@@ -30,7 +30,7 @@ REPORT_NODE_WIDGETS = [
     WidgetInfo("seed", "INT", control_after_generate=False), WidgetInfo("fallback", "BOOLEAN"),
     WidgetInfo("caption_style", "COMBO"), WidgetInfo("template", "STRING"), WidgetInfo("allow_de_novo", "BOOLEAN"),
     WidgetInfo("keep_report_in_metadata", "BOOLEAN"), WidgetInfo("timeout", "FLOAT", optional=True),
-    WidgetInfo("max_retries", "INT", optional=True),
+    WidgetInfo("max_retries", "INT", optional=True), WidgetInfo("max_severity", "COMBO", optional=True),
 ]
 LAYOUT = r.widget_slots(REPORT_NODE_WIDGETS)
 
