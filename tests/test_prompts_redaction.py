@@ -37,7 +37,7 @@ LAYOUT = r.widget_slots(REPORT_NODE_WIDGETS)
 
 def _values(report=REPORT, key_env="OPENAI_API_KEY", keep=False) -> list:
     return [report, "chest_xray", 3, "progression", "rules", "gpt-4o-mini", "https://api.openai.com/v1", key_env,
-            0.2, 0, True, "mvg", "", False, keep, 120.0, 2]
+            0.2, 0, True, "mvg", "", False, keep, 120.0, 2, "severe"]
 
 
 def _workflow(*nodes: dict, subgraphs=()) -> dict:
