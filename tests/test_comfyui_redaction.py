@@ -66,7 +66,7 @@ def test_the_handler_redacts_the_positions_the_schema_gives(comfyui_server):
     inputs = dict(zip([n for n in layout if n], _values(layout, False), strict=True))
     inputs.update(domain="chest_xray", stages=2, direction="progression", engine="rules", model="m", base_url="u",
                   api_key_env="OPENAI_API_KEY", temperature=0.2, seed=21, fallback=True, caption_style="mvg",
-                  template="", allow_de_novo=False, timeout=30.0, max_retries=0)
+                  template="", allow_de_novo=False, timeout=30.0, max_retries=0, max_severity="severe")
     graph = {"1": {"class_type": NODE, "inputs": inputs},
              "2": {"class_type": "PreviewAny", "inputs": {"source": ["1", 1]}}}
     body = {"prompt": graph, "client_id": srv.client_id, "extra_data": {"extra_pnginfo": {"workflow": workflow}}}
