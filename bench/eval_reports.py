@@ -122,7 +122,8 @@ def plan_statistics(texts: list[str], stages: int, resolves=None, domain: str = 
         hints.extend(s.roi_hint for s in result.stages if s.roi_hint)
     failed = Counter(h for h in hints if resolves is not None and not resolves(h))
     return {"stages": stages, "plans": staged, "repeated": repeated, "fewer": fewer, "lengths": lengths,
-            "steps": steps, "non_increasing": non_increasing, "not_beyond": not_beyond, "at_cap": at_cap, "hints": len(hints),
+            "steps": steps, "non_increasing": non_increasing, "not_beyond": not_beyond, "at_cap": at_cap,
+            "hints": len(hints),
             "hint_failures": failed}
 
 

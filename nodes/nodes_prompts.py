@@ -100,7 +100,8 @@ class ReportToPrompts(io.ComfyNode):
                                max_retries=int(max_retries))
         result = await asyncio.to_thread(
             plan, text, domain, stages=stages, direction=direction, engine=engine, caption_style=caption_style,
-            template=template, max_severity=max_severity, llm=settings, fallback=fallback, allow_de_novo=allow_de_novo, cache_dir=cache_dir(),
+            template=template, max_severity=max_severity, llm=settings, fallback=fallback,
+            allow_de_novo=allow_de_novo, cache_dir=cache_dir(),
             check_cancel=comfy.model_management.throw_exception_if_processing_interrupted)
         return io.NodeOutput(result, result.describe())
 

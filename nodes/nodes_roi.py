@@ -25,7 +25,8 @@ class ROIMask(io.ComfyNode):
             display_name="MVG ROI Mask",
             category="MVG",
             description="Region of interest for ProgressiveEdit, by classical image analysis (no model weights): "
-                        "chest X-ray lung fields, heart and mediastinum, fundus FOV / optic disc / macula / retina, skin lesion, or the "
+                        "chest X-ray lung fields, heart and mediastinum, fundus FOV / optic disc / macula / retina, "
+                        "skin lesion, or the "
                         "full image / a rectangle; combined with a drawn mask and narrowed by the prompts' hint.",
             inputs=[
                 io.Image.Input("image", tooltip="One image or a batch; grayscale, RGB or RGBA, any size."),

@@ -14,6 +14,7 @@ from .vocab import CAPTION_STYLES, MAX_SEVERITY
 from .vocab.cxr import CXR_LABELS
 
 __all__ = [
-    "CAPTION_STYLES", "CXR_LABELS", "MAX_SEVERITY", "DOMAINS", "ENGINES", "Finding", "LLMError", "LLMSettings", "PromptPlan", "Stage",
+    "CAPTION_STYLES", "CXR_LABELS", "DOMAINS", "ENGINES", "Finding", "LLMError", "LLMSettings", "MAX_SEVERITY",
+    "PromptPlan", "Stage",
     "extract_findings", "parse_prompt_lines", "plan", "report_sha256",
 ]

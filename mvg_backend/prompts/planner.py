@@ -14,14 +14,13 @@ from .llm import PROMPT_VERSION, CheckCancel, LLMEngine, LLMError, LLMSettings
 from .rules import aggregate, check_text, mentions
 from .stages import Staged, build_stages, check_stage_args, render_template, resolve_template
 from .types import PromptPlan, Stage
-from .vocab import MAX_SEVERITY, DomainVocab, check_max_severity, get_vocab
+from .vocab import DomainVocab, check_max_severity, get_vocab
 from .vocab.cxr import CXR_LABELS
 from .vocab.skin import PIGMENTED
 
 log = logging.getLogger("mvg.prompts")
 
 ENGINES = ("rules", "openai-compatible")
-MAX_SEVERITIES = MAX_SEVERITY
 MAX_REPORT_CHARS = 20_000
 
 

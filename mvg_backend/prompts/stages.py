@@ -171,7 +171,8 @@ def _feature_states(features: list[Staged], count: int, direction: str, max_seve
         for step in range(len(order)):
             f = order[(turn + step) % len(order)]
             i = pos[f.concept.name] + (1 if direction == "progression" else -1)
-            if 0 <= i < len(f.concept.ladder) and (direction == "regression" or f.concept.ladder[i].allowed(max_severity)):
+            ladder = f.concept.ladder
+            if 0 <= i < len(ladder) and (direction == "regression" or ladder[i].allowed(max_severity)):
                 pos[f.concept.name] = i
                 turn = (turn + step + 1) % len(order)
                 break
@@ -251,9 +252,9 @@ def _atypical_stages(lesion: Staged, features: list[Staged], vocab: DomainVocab,
         notes.append(f"the ABCD features are already at max_severity '{max_severity}': the one stage shows the "
                      "reported state. Raise max_severity to go further.")
     elif len(states) < stages:
-        notes.append(f"{lesion.concept.name}: its features can change {len(states)} time(s) "
-                     f"{'up to max_severity ' + repr(max_severity) if direction == 'progression' else 'down to normal'}, "
-                     f"so the plan has {len(states)} stage(s), not {stages}.")
+        where = f"up to max_severity {max_severity!r}" if direction == "progression" else "down to normal"
+        notes.append(f"{lesion.concept.name}: its features can change {len(states)} time(s) {where}, so the plan "
+                     f"has {len(states)} stage(s), not {stages}.")
     hint = _hint(lesion)
     out = []
     for i, state in enumerate(states):

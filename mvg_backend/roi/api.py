@@ -199,11 +199,12 @@ def segment(image: Any, domain: str, region: str = "auto", **options: Any) -> np
 
     ``image``: uint8/uint16/float (0..1) array ``[H,W]`` or ``[H,W,3]`` (RGBA and ``[1,H,W,C]`` accepted).
     ``domain``: ``chest_xray``, ``fundus``, ``skin`` or ``other``. ``region``: ``lungs``, ``left_lung``,
-    ``right_lung`` (the patient's sides), ``heart``, ``mediastinum``, ``fov``, ``optic_disc``, ``macula``, ``retina`` (FOV without the
-    disc), ``lesion``, ``full``, ``rectangle`` or ``auto`` (the domain's default).
+    ``right_lung`` (the patient's sides), ``heart``, ``mediastinum``, ``fov``, ``optic_disc``, ``macula``,
+    ``retina`` (FOV without the disc), ``lesion``, ``full``, ``rectangle`` or ``auto`` (the domain's default).
     ``options``: ``hint`` (words or a list, e.g. "right lower lung"; with region "auto" the places it names
     are the region), ``user_mask`` + ``combine`` (replace/union/intersect/subtract), ``keep_mask`` (pixels
-    that stay untouched whatever the region), ``rect`` ("left, top, right, bottom" fractions), ``eye`` (auto/left/right),
+    that stay untouched whatever the region), ``rect`` ("left, top, right, bottom" fractions), ``eye``
+    (auto/left/right),
     ``dilate`` (px; negative erodes), ``feather`` (px), ``fill_holes``, ``keep_largest`` (0 = all).
     """
     return segment_detailed(image, domain, region, **options).mask

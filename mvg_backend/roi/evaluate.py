@@ -6,7 +6,8 @@ BMP, GIF or DICOM). Each ground-truth column is named after its region (``lungs`
 ``od_mask``/``disc_mask``, ``lesion_mask``). ``left_lung`` + ``right_lung`` (the patient's sides) also
 give a ``lungs`` task (their union), and a ``mediastinum`` plausibility check (there is no mediastinum
 ground truth): the share of the predicted mediastinum that lies between the true lungs (inside their
-joint convex hull, outside both) and the share that overlaps a true lung. An optional ``domain`` column overrides the domain the regions imply.
+joint convex hull, outside both) and the share that overlaps a true lung. An optional ``domain`` column
+overrides the domain the regions imply.
 Ground truth is positive above half its range (above 127 for 8-bit; above 0 for 0/1 masks); the
 prediction is resized to the ground truth's size. A failure is an error or a Dice below 0.5.
 """
@@ -195,7 +196,8 @@ def report(name: str, scores: dict[str, TaskScores]) -> str:
                         f"{'failures':>8} {'fallbacks':>9} {'s/img':>6}  extra"]
     for task, s in scores.items():
         if s.between:
-            lines.append(f"  {task:<11} {len(s.between):>4}  plausibility: between the true lungs {np.mean(s.between):.1%} "
+            lines.append(f"  {task:<11} {len(s.between):>4}  plausibility: between the true lungs "
+                         f"{np.mean(s.between):.1%} "
                          f"(min {np.min(s.between):.1%}), overlapping a true lung {np.mean(s.overlap):.1%} "
                          f"(max {np.max(s.overlap):.1%})")
             continue

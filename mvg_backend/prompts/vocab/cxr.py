@@ -122,7 +122,8 @@ CONCEPTS = (
             (M(0.1, "minimal {side}pleural thickening"), M(0.25, "mild {side}pleural thickening"),
              I(0.375, "mild to moderate {side}pleural thickening"), M(0.5, "moderate {side}pleural thickening"),
              I(0.625, "moderate to marked {side}pleural thickening"), M(0.75, "marked {side}pleural thickening"),
-             I(0.9, "extensive {side}pleural thickening"), E(0.97, "extensive {side}pleural thickening with a fibrothorax")),
+             I(0.9, "extensive {side}pleural thickening"),
+             E(0.97, "extensive {side}pleural thickening with a fibrothorax")),
             roi="{side}lung periphery (pleura)"),
     Concept("Hernia",
             r"\b(?:hiatal|hiatus|diaphragmatic|paraesophageal|bochdalek|morgagni) hernia\b|\bhernia(?:tion)? of\b|"
