@@ -158,11 +158,7 @@ def write_outputs(out: Path, result: PipelineResult, config: PipelineConfig, *, 
     if dicom_out:
         from .io.dicom_write import color_mode_for, write_multiframe_sc
 
-        name = Path(dicom_out).name
-        if name != str(dicom_out) or not name or name.startswith("."):
-            raise MVGInputError(f"--dicom-out {dicom_out!r}: give a file name (it is written in the output folder), "
-                                "e.g. sequence.dcm.")
-        write_multiframe_sc(out / name, result.frames, config.fps, color=color_mode_for(config.domain,
+        write_multiframe_sc(out / dicom_out, result.frames, config.fps, color=color_mode_for(config.domain,
                                                                                         config.dicom_color),
                             source=dicom_source, copy_patient=config.dicom_copy_patient,
                             description=f"{len(result.frames)} frames, {config.domain}",
@@ -184,11 +180,7 @@ def run_case(case: Case, config: PipelineConfig, models: LoadedModels, out_dir: 
         raise MVGInputError("--report is missing: give the report as a text file, or - to read standard input.")
     image, image_path = _image(case.image, "image")
     mask, mask_path = _image(case.mask, "mask")
-    if config.dicom_copy_patient and not dicom_out:
-        raise MVGInputError("--dicom-copy-patient only applies with --dicom-out; add --dicom-out sequence.dcm.")
-    if config.dicom_copy_patient and not (image_path is not None and _is_dicom(image_path)):
-        raise MVGInputError("--dicom-copy-patient copies identifiers from a DICOM --image; the image is not DICOM "
-                            "(leave it off for an anonymous DICOM).")
+    check_output_args(config, dicom_out, image_path)
     inputs = {**(extra_inputs or {}), **({"image": image_path} if image_path else {}),
               **({"mask": mask_path} if mask_path else {})}
     with OutputDir(out_dir, overwrite=overwrite) as out:
@@ -206,6 +198,21 @@ def run_case(case: Case, config: PipelineConfig, models: LoadedModels, out_dir: 
                                            encoding="utf-8")
     return CaseOutcome(case.name, "ok", time.perf_counter() - start, int(len(result.frames)), out=Path(out_dir),
                        timings=dict(timings))
+
+
+def check_output_args(config: PipelineConfig, dicom_out: str | None, image: Any) -> None:
+    """Early checks of the DICOM output options (before any model loads)."""
+    if dicom_out is not None:
+        name = Path(dicom_out).name
+        if name != str(dicom_out) or not name or name.startswith(".") or name in ("video.mp4", FINISHED_MARKER):
+            raise MVGInputError(f"--dicom-out {dicom_out!r}: give a file name (it is written in the output folder), "
+                                "e.g. sequence.dcm.")
+    if config.dicom_copy_patient and not dicom_out:
+        raise MVGInputError("--dicom-copy-patient only applies with --dicom-out; add --dicom-out sequence.dcm.")
+    is_path = isinstance(image, (str, Path))
+    if config.dicom_copy_patient and not (is_path and Path(image).is_file() and _is_dicom(Path(image))):
+        raise MVGInputError("--dicom-copy-patient copies identifiers from a DICOM --image; the image is not DICOM "
+                            "(leave it off for an anonymous DICOM).")
 
 
 def _is_dicom(path: Path) -> bool:

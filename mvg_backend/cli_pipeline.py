@@ -137,7 +137,7 @@ def _models(args: argparse.Namespace, config: PipelineConfig) -> LoadedModels:
 
 def run_command(args: argparse.Namespace) -> int:
     """``demo``, ``run`` or ``batch``; errors propagate as MVGInputError/MVGRuntimeError (the CLI prints them)."""
-    from .case import Case, run_case
+    from .case import Case, check_output_args, run_case
 
     if args.command == "batch":
         return _batch(args)
@@ -150,6 +150,7 @@ def run_command(args: argparse.Namespace) -> int:
         config = config_from_args(args, PipelineConfig(domain=args.domain))
         case = Case(image=args.image, report=args.report, mask=args.mask, name=Path(args.out).name)
     _check_out(args.out, args.overwrite)  # before the models load
+    check_output_args(config, args.dicom_out, case.image)
     models = _models(args, config)
     bars = StageBars(enabled=not args.no_progress)
     try:
@@ -194,7 +195,10 @@ def _batch(args: argparse.Namespace) -> int:
 
     from .batch import format_summary, load_cases, run_batch
 
+    from .case import check_output_args
+
     config = config_from_args(args, PipelineConfig())
+    check_output_args(config.replace(dicom_copy_patient=False), args.dicom_out, None)
     cases = load_cases(args.cases)
     models = _models(args, config)
     bar = tqdm(total=len(cases), desc="cases", unit="case", file=sys.stderr, disable=args.no_progress)
