@@ -135,6 +135,7 @@ def build_dataset(frames: Any, fps: float, *, color: str = "rgb", source: Any = 
     ds.SeriesNumber = 1
     ds.SeriesDate, ds.SeriesTime = date, time
     ds.SeriesDescription = SYNTHETIC_LABEL
+    ds.Laterality = ""  # Type 2C (paired body parts): unknown for a synthetic series
     # General Equipment, SC Equipment
     ds.Manufacturer = "ComfyUI-MVG"
     ds.ConversionType = "SYN"
