@@ -74,3 +74,37 @@ def dicom_summary(path: str | Path, *, frame: int | str = 0, window: str = "") -
     if window:
         parts.append(f"window {window}")
     return ", ".join(parts)
+
+
+WINDOW_MODES = ("file", "min-max", "custom")
+
+
+def load_dicom_frames(path: str | Path, frame: int = 0, window: str = "file", center: float = 40.0,
+                      width: float = 400.0) -> tuple[Any, str]:
+    """``(float32 [N,H,W,3] in 0..1, summary)``: frame ``frame`` (0-based; ``-1`` = every frame, as a batch).
+
+    ``window``: ``"file"`` (the file's window, else its VOI LUT, else min..max), ``"min-max"``, or ``"custom"``
+    (``center``/``width`` in the modality values, e.g. Hounsfield units for CT). Colour files are not windowed.
+    """
+    import numpy as np
+
+    from .dicom import read_dicom
+
+    if window not in WINDOW_MODES:
+        raise MVGInputError(f"window={window!r}: use one of {', '.join(WINDOW_MODES)}.")
+    if window == "custom" and not width >= 1:
+        raise MVGInputError(f"width={width!r}: a custom window needs a width >= 1 (e.g. 400 for CT soft tissue).")
+    frames = frame_count(path)
+    if frame < -1 or frame >= frames:
+        raise MVGInputError(f"frame={frame}: {Path(path).name!r} has {frames} frame(s); use 0..{frames - 1}, or -1 "
+                            "for all of them.")
+    how = {"file": "auto", "min-max": "minmax", "custom": (float(center), float(width))}[window]
+    chosen = range(frames) if frame == -1 else [frame]
+    images = []
+    for i in chosen:
+        image = read_dicom(path, window=how, frame=i)
+        images.append(np.repeat(image[..., None], 3, axis=-1) if image.ndim == 2 else image)
+    label = {"file": "from the file", "min-max": "min..max",
+             "custom": f"centre {center:g} width {width:g}"}[window]
+    summary = dicom_summary(path, frame="all" if frame == -1 else frame, window=label)
+    return np.stack(images).astype(np.float32), summary

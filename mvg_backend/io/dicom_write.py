@@ -41,6 +41,19 @@ def color_mode_for(domain: str | None, mode: str = "auto") -> str:
     return "grayscale" if domain in GRAYSCALE_DOMAINS else "rgb"
 
 
+def color_mode_for_frames(frames: Any, mode: str = "auto") -> str:
+    """``"grayscale"`` when every frame is gray (R = G = B to 1/255), else ``"rgb"``; an explicit mode wins."""
+    if mode not in COLOR_MODES:
+        raise MVGInputError(f"color={mode!r}: use one of {', '.join(COLOR_MODES)}.")
+    if mode != "auto":
+        return mode
+    data = np.asarray(frames.detach().cpu().float().numpy() if hasattr(frames, "detach") else frames, np.float32)
+    if data.ndim < 3 or data.shape[-1] == 1:
+        return "grayscale"
+    spread = float(np.abs(data[..., :3] - data[..., :1]).max())
+    return "grayscale" if spread <= (1.0 / 255 if data.max() <= 1.0 else 1.0) else "rgb"
+
+
 def frames_to_pixels(frames: Any, color: str) -> np.ndarray:
     """uint8 ``[N,H,W]`` (grayscale: Rec. 601 luma) or ``[N,H,W,3]`` (rgb) from float 0..1 / uint8 frames."""
     data = np.asarray(frames.detach().cpu().float().numpy() if hasattr(frames, "detach") else frames)
