@@ -27,15 +27,16 @@ REPORT = ("FINDINGS: Moderate right pleural effusion. No pneumothorax. Patient J
 SECRET_BITS = ("Roe-Testcase", "99812", "Moderate right pleural effusion")
 INPUT_ORDER = ["report", "domain", "stages", "direction", "engine", "model", "base_url", "api_key_env", "temperature",
                "seed", "fallback", "caption_style", "template", "allow_de_novo", "keep_report_in_metadata"]
+OPTIONAL_ORDER = ["timeout", "max_retries"]
 
 
 def _widgets(report: str, keep: bool, api_key_env: str) -> list:
     return [report, "chest_xray", 2, "progression", "rules", "gpt-4o-mini", "https://api.openai.com/v1", api_key_env,
-            0.2, 0, True, "mvg", "", False, keep]
+            0.2, 0, True, "mvg", "", False, keep, 120.0, 2]
 
 
 def _node_inputs(report: str, keep: bool = False, api_key_env: str = "OPENAI_API_KEY", **changes) -> dict:
-    inputs = dict(zip(INPUT_ORDER, _widgets(report, keep, api_key_env), strict=True))
+    inputs = dict(zip(INPUT_ORDER + OPTIONAL_ORDER, _widgets(report, keep, api_key_env), strict=True))
     inputs.update(changes)
     return inputs
 
@@ -94,7 +95,7 @@ def input_png(comfyui_server):
 def test_object_info_lists_report_to_prompts(comfyui_server):
     info = comfyui_server.object_info()["MVG_ReportToPrompts"]
     assert info["input_order"]["required"] == INPUT_ORDER  # widgets_values are positional: never reorder
-    assert info["input_order"]["optional"] == ["timeout", "max_retries"]  # appended later, so optional
+    assert info["input_order"]["optional"] == OPTIONAL_ORDER  # appended later, so optional
     req = info["input"]["required"]
     assert req["report"][0] == "STRING" and req["report"][1]["multiline"] is True
     assert req["report"][1]["dynamicPrompts"] is False and req["template"][1]["dynamicPrompts"] is False
