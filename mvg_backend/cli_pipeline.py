@@ -54,15 +54,14 @@ def config_from_args(args: argparse.Namespace, base: PipelineConfig) -> Pipeline
 
 def add_pipeline_commands(sub: Any, add_model_args: Callable[[argparse.ArgumentParser], None]) -> None:
     """Add ``demo``, ``run`` and ``batch`` to the CLI's sub-parsers."""
-    fmt = argparse.ArgumentDefaultsHelpFormatter
     demo = sub.add_parser("demo", help="the whole pipeline on shipped inputs (a sample fundus report and the CC0 "
-                                       "scikit-image fundus photo) to video.mp4", formatter_class=fmt)
+                                       "scikit-image fundus photo) to video.mp4")
     demo.add_argument("--size", type=int, default=256, help="working size in pixels (square)")
     _add_common(demo, add_model_args)
-    add_config_args(demo, skip=("domain", "dicom_copy_patient"), base=PipelineConfig(**DEMO_DEFAULTS))
+    add_config_args(demo, skip=("domain", "dicom_copy_patient"), base=PipelineConfig(**{**DEMO_DEFAULTS, "feather": "size/64"}))
 
     run = sub.add_parser("run", help="one case: --image and --report to video.mp4, frames, keyframes, mask, plan and "
-                                     "provenance", formatter_class=fmt)
+                                     "provenance")
     run.add_argument("--image", type=Path, required=True, help="PNG, JPEG, 16-bit PNG, TIFF or DICOM")
     run.add_argument("--report", required=True,
                      help="the report as a text file, or - to read it from standard input (never the text itself: "
@@ -73,8 +72,7 @@ def add_pipeline_commands(sub: Any, add_model_args: Callable[[argparse.ArgumentP
     _add_common(run, add_model_args)
     add_config_args(run, skip=("domain",))
 
-    batch = sub.add_parser("batch", help="many cases from a CSV or a folder; resumable; summary.csv at the end",
-                           formatter_class=fmt)
+    batch = sub.add_parser("batch", help="many cases from a CSV or a folder; resumable; summary.csv at the end")
     batch.add_argument("cases", type=Path, help="a CSV (image, report, optional mask and case, any parameter as a "
                                                 "column) or a folder of cases (one sub-folder each: image.* + "
                                                 "report.txt [+ mask.*, params.json])")
@@ -142,7 +140,7 @@ def run_command(args: argparse.Namespace) -> int:
     if args.command == "batch":
         return _batch(args)
     if args.command == "demo":
-        base = PipelineConfig(**DEMO_DEFAULTS)
+        base = PipelineConfig(**{**DEMO_DEFAULTS, "feather": args.size / 64})  # a soft ROI edge at any size
         config = config_from_args(args, base)
         image = _demo_image(args.size)
         case = Case(image=image, report_text=DEMO_REPORT, name="demo")
