@@ -144,6 +144,12 @@ class PipelineConfig:
             if not np.isfinite(value) or not (lo <= value <= hi if closed else lo < value <= hi):
                 span = f"{lo}..{hi}" if closed else f"({lo}, {hi}]"
                 raise MVGInputError(f"{_label(name, value)}: use a value in {span}.")
+        from .roi import resolve_region
+
+        try:
+            resolve_region(self.domain, self.region)
+        except MVGInputError as exc:
+            raise MVGInputError(f"{exc} (--region / --domain)") from None
         for name in ("seed", "transition_seed", "llm_seed"):
             if getattr(self, name) < 0:
                 raise MVGInputError(f"{_label(name, getattr(self, name))}: use a whole number >= 0.")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 
 import folder_paths
 import torch
@@ -112,15 +111,9 @@ class SaveDICOM(io.ComfyNode):
             filename_prefix, output_dir, images.shape[2], images.shape[1])
         name = f"{filename}_{counter:05}_.dcm"
         mode = color_mode_for_frames(images, color)
-        fd, staging = tempfile.mkstemp(prefix=f".{name}.", dir=folder)
-        os.close(fd)
-        try:  # written beside, then renamed: never a half-written .dcm in the output folder
-            write_multiframe_sc(staging, images, fps, color=mode, source=source, copy_patient=copy_patient,
-                                description=f"{images.shape[0]} frames", software_version=f"ComfyUI-MVG {__version__}")
-            os.replace(staging, os.path.join(folder, name))
-        finally:
-            if os.path.exists(staging):
-                os.remove(staging)
+        write_multiframe_sc(os.path.join(folder, name), images, fps, color=mode, source=source,
+                            copy_patient=copy_patient, description=f"{images.shape[0]} frames",
+                            software_version=f"ComfyUI-MVG {__version__}")
         where = f"{subfolder}/{name}" if subfolder else name
         summary = (f"wrote {where}: {images.shape[0]} frames, {images.shape[2]}x{images.shape[1]}, {mode}, "
                    f"{fps:g} fps, {'patient/study identifiers copied' if copy_patient else 'anonymous'}")

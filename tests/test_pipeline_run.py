@@ -130,6 +130,7 @@ def test_run_dicom_copy_patient_opt_in(tmp_path, one_torch_thread):
     (["--dicom-copy-patient"], "--dicom-copy-patient only applies with --dicom-out"),
     (["--dicom-out", "--dicom-copy-patient"], "copies identifiers from a DICOM --image"),
     (["--dicom-out", "../x.dcm"], "--dicom-out '../x.dcm': give a file name"),
+    (["--region", "macula"], "region='macula' is not available for domain 'chest_xray'"),
 ])
 def test_run_argument_errors_name_the_argument(tmp_path, capsys, extra, match):
     cv2.imwrite(str(tmp_path / "img.png"), np.full((32, 32), 128, np.uint8))

@@ -191,7 +191,18 @@ def build_dataset(frames: Any, fps: float, *, color: str = "rgb", source: Any = 
 
 
 def write_multiframe_sc(path: str | Path, frames: Any, fps: float, **options: Any) -> Path:
-    """Write :func:`build_dataset` to ``path`` (a DICOM Part 10 file) and return the path."""
+    """Write :func:`build_dataset` to ``path`` (a DICOM Part 10 file, renamed into place) and return the path."""
+    import os
+    import tempfile
+
     ds = build_dataset(frames, fps, **options)
-    ds.save_as(str(path), enforce_file_format=True)
-    return Path(path)
+    target = Path(path)
+    fd, staging = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    os.close(fd)
+    try:  # written beside the target and renamed: never half a file under the final name
+        ds.save_as(staging, enforce_file_format=True)
+        os.replace(staging, target)
+    finally:
+        if os.path.exists(staging):
+            os.remove(staging)
+    return target
