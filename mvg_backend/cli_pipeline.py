@@ -127,6 +127,11 @@ def _models(args: argparse.Namespace, config: PipelineConfig) -> LoadedModels:
                                dtype=args.dtype, seed=config.seed)
     if models.note:
         print(f"note: {models.note}", file=sys.stderr)
+        if args.checkpoint is None and args.model_dir is None and args.device == "cpu":
+            import torch
+
+            # the tiny model gains nothing from threads; on a busy machine OpenMP's waiting made it ~10x slower
+            torch.set_num_threads(1)
     if args.seine is None and config.transition == "seine":
         print("note: no --seine checkpoint: the transitions are optical-flow morphs (pass --seine FILE for SEINE).",
               file=sys.stderr)
