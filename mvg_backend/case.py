@@ -46,6 +46,7 @@ class Case:
     mask: Any = None
     name: str = "case"
     report_text: str | None = None
+    keep_mask: Any = None
     overrides: dict[str, Any] = field(default_factory=dict)
 
 
@@ -180,16 +181,17 @@ def run_case(case: Case, config: PipelineConfig, models: LoadedModels, out_dir: 
         raise MVGInputError("--report is missing: give the report as a text file, or - to read standard input.")
     image, image_path = _image(case.image, "image")
     mask, mask_path = _image(case.mask, "mask")
+    keep_mask, keep_path = _image(case.keep_mask, "keep-mask")
     check_output_args(config, dicom_out, image_path)
     inputs = {**(extra_inputs or {}), **({"image": image_path} if image_path else {}),
-              **({"mask": mask_path} if mask_path else {})}
+              **({"mask": mask_path} if mask_path else {}), **({"keep_mask": keep_path} if keep_path else {})}
     with OutputDir(out_dir, overwrite=overwrite) as out:
         if image_path is None:  # an array (the demo's photo): saved, so provenance can name and hash it
             from .io import as_rgb_image
 
             write_png(out / "input.png", as_rgb_image(image)[0])
             inputs["image"] = out / "input.png"
-        result = run_pipeline(image, report, config, models, mask=mask, progress=progress)
+        result = run_pipeline(image, report, config, models, mask=mask, keep_mask=keep_mask, progress=progress)
         timings = result.timings
         notes = write_outputs(out, result, config, dicom_out=dicom_out, dicom_source=image_path,
                               timings=timings)

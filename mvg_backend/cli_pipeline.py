@@ -67,6 +67,8 @@ def add_pipeline_commands(sub: Any, add_model_args: Callable[[argparse.ArgumentP
                      help="the report as a text file, or - to read it from standard input (never the text itself: "
                           "shell history and process lists would keep it)")
     run.add_argument("--mask", type=Path, help="your ROI mask image (white = may change), joined by --combine")
+    run.add_argument("--keep-mask", type=Path, help="a mask image of what must stay untouched (tubes, lines, a "
+                                                   "ruler), even inside the ROI")
     run.add_argument("--domain", required=True, choices=PipelineConfig.__dataclass_fields__["domain"].metadata["choices"],
                      help="imaging domain")
     _add_common(run, add_model_args)
@@ -151,7 +153,8 @@ def run_command(args: argparse.Namespace) -> int:
         case = Case(image=image, report_text=DEMO_REPORT, name="demo")
     else:
         config = config_from_args(args, PipelineConfig(domain=args.domain))
-        case = Case(image=args.image, report=args.report, mask=args.mask, name=Path(args.out).name)
+        case = Case(image=args.image, report=args.report, mask=args.mask, keep_mask=args.keep_mask,
+                    name=Path(args.out).name)
     _check_out(args.out, args.overwrite)  # before the models load
     check_output_args(config, args.dicom_out, case.image)
     models = _models(args, config)

@@ -64,6 +64,8 @@ class PipelineConfig:
     temperature: float = _opt(0.2, "LLM temperature", None, "prompts")
     llm_seed: int = _opt(0, "LLM seed", None, "prompts")
     fallback: bool = _opt(True, "use the rule engine if the LLM fails", None, "prompts")
+    max_severity: str = _opt("severe", "the most severe stage a finding may reach",
+                             ("mild", "moderate", "severe", "end-stage"), "prompts")
     allow_de_novo: bool = _opt(False, "let the LLM stage a disease the report does not mention", None, "prompts")
     timeout: float = _opt(120.0, "seconds per LLM request", None, "prompts")
     max_retries: int = _opt(2, "LLM retries", None, "prompts")
@@ -289,12 +291,15 @@ def prompts_stage(report: str, config: PipelineConfig, *, cache_dir: str | Path 
                       temperature=config.temperature, seed=config.llm_seed, timeout=float(config.timeout),
                       max_retries=int(config.max_retries))
     return plan(report, config.domain, stages=config.stages, direction=config.direction, engine=config.engine,
-                caption_style=config.caption_style, template=config.template, llm=llm, fallback=config.fallback,
+                caption_style=config.caption_style, template=config.template, max_severity=config.max_severity,
+                llm=llm, fallback=config.fallback,
                 allow_de_novo=config.allow_de_novo, cache_dir=cache_dir)
 
 
-def roi_stage(image: Any, config: PipelineConfig, plan: Any = None, user_mask: Any = None) -> tuple[Any, np.ndarray]:
-    """ROIMask: ``(ROIResult, overlay [H,W,3])``, the plan's region hints narrowing the automatic region."""
+def roi_stage(image: Any, config: PipelineConfig, plan: Any = None, user_mask: Any = None,
+              keep_mask: Any = None) -> tuple[Any, np.ndarray]:
+    """ROIMask: ``(ROIResult, overlay [H,W,3])``, the plan's region hints narrowing the automatic region;
+    ``keep_mask`` marks what stays untouched (applied last)."""
     from .roi import overlay, segment_detailed
     from .roi.batch import prompt_hints
 
@@ -302,7 +307,7 @@ def roi_stage(image: Any, config: PipelineConfig, plan: Any = None, user_mask: A
     result = segment_detailed(image, config.domain, config.region, hint=hints, user_mask=user_mask,
                               combine=config.combine, rect=config.rectangle, eye=config.eye, dilate=config.dilate,
                               feather=config.feather, fill_holes=config.fill_holes,
-                              keep_largest=config.keep_largest)
+                              keep_largest=config.keep_largest, keep_mask=keep_mask)
     return result, overlay(image, result.mask)
 
 
@@ -394,9 +399,10 @@ def frame_provenance(pie: Any, transition: Any) -> list[dict[str, Any]]:
 
 
 def run_pipeline(image: Any, report: str | None, config: PipelineConfig, models: LoadedModels, *,
-                 mask: Any = None, plan: Any = None, progress: StageProgress | None = None,
+                 mask: Any = None, keep_mask: Any = None, plan: Any = None, progress: StageProgress | None = None,
                  cache_dir: str | Path | None = None) -> PipelineResult:
-    """One case: ``report`` (or a ready ``plan``) → prompts → ROI (``mask`` joins it by ``config.combine``)
+    """One case: ``report`` (or a ready ``plan``) → prompts → ROI (``mask`` joins it by ``config.combine``;
+    ``keep_mask`` is never edited)
     → PIE → transitions. ``image``: any array :func:`~mvg_backend.io.as_rgb_image` accepts (uint8, uint16 or
     float 0..1). Returns the video frames and what made each of them."""
     config.check()
@@ -419,7 +425,7 @@ def run_pipeline(image: Any, report: str | None, config: PipelineConfig, models:
         plan = timed("prompts", lambda: prompts_stage(report, config, cache_dir=cache_dir))
     else:
         timings["prompts"] = 0.0
-    roi, overlay_image = timed("roi", lambda: roi_stage(image, config, plan, mask))
+    roi, overlay_image = timed("roi", lambda: roi_stage(image, config, plan, mask, keep_mask))
     pie = timed("pie", lambda: pie_stage(models.pie, image, roi.mask, plan, config, stage_progress("pie")))
     if models.note:
         pie.notes.append(models.note)

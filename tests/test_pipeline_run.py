@@ -77,11 +77,22 @@ def test_run_with_seine_and_every_pie_round(case_files, tmp_path, one_torch_thre
     assert _run(case_files, out, "--transition", "none") == 0
     prov = json.loads((out / "provenance.json").read_text())
     assert [f["kind"] for f in prov["frames"]] == ["original", "keyframe", "keyframe"]  # 1 round per stage
+    keep = np.zeros((64, 72), np.uint8)
+    keep[20:40, 10:62] = 255  # a band across both lungs (a line, a tube) must stay untouched
+    cv2.imwrite(str(tmp_path / "keep.png"), keep)
     out = tmp_path / "rounds"
-    assert _run(case_files, out, "--transition", "none", "--rounds", "4") == 0
+    assert _run(case_files, out, "--transition", "none", "--rounds", "4", "--keep-mask", str(tmp_path / "keep.png")) == 0
+    frames = [cv2.imread(str(p)) for p in sorted((out / "frames").glob("*.png"))]
+    assert all(np.array_equal(f[20:40, 10:62], frames[0][20:40, 10:62]) for f in frames)
+    assert cv2.imread(str(out / "mask.png"))[20:40, 10:62].max() == 0
     prov = json.loads((out / "provenance.json").read_text())
     assert [f["kind"] for f in prov["frames"]] == ["original", "pie_round", "keyframe", "pie_round", "keyframe"]
     assert read_video(out / "video.mp4")[0].shape[0] == 5
+    out = tmp_path / "capped"
+    assert _run(case_files, out, "--transition", "none", "--max-severity", "moderate") == 0
+    prov = json.loads((out / "provenance.json").read_text())
+    assert prov["config"]["max_severity"] == "moderate"
+    assert not any("large" in s["prompt"] for s in prov["plan"]["stages"])  # ReportToPrompts' cap reached the plan
 
 
 def test_run_dicom_in_report_from_stdin_random_model(tmp_path, monkeypatch, capsys, one_torch_thread):

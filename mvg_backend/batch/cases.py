@@ -1,7 +1,7 @@
 """Where a batch's cases come from: a CSV, or a folder of cases.
 
 CSV: columns ``image`` and ``report`` (files; relative paths are relative to the CSV's folder), optional
-``mask`` and ``case`` (the output folder's name; default: the image's stem), and any
+``mask``, ``keep_mask`` (never edited) and ``case`` (the output folder's name; default: the image's stem), and any
 :class:`~mvg_backend.pipeline.PipelineConfig` field as a column (``rounds``, ``domain``, ``transition`` ...):
 a non-empty cell overrides that parameter for that row.
 
@@ -54,7 +54,7 @@ def cases_from_csv(path: str | Path) -> list[Case]:
         if missing:
             raise MVGInputError(f"batch CSV {p.name!r} lacks the column(s) {', '.join(missing)}; it needs image and "
                                 "report (files), optionally mask, case and any parameter (e.g. rounds).")
-        unknown = [c for c in columns if c not in known | {"image", "report", "mask", "case"}]
+        unknown = [c for c in columns if c not in known | {"image", "report", "mask", "keep_mask", "case"}]
         if unknown:
             raise MVGInputError(f"batch CSV {p.name!r}: unknown column(s) {', '.join(unknown)}; parameter columns "
                                 f"must be one of: {', '.join(sorted(known))}.")
@@ -66,9 +66,10 @@ def cases_from_csv(path: str | Path) -> list[Case]:
             image = p.parent / row["image"]
             report = p.parent / row["report"] if row.get("report") else None
             mask = p.parent / row["mask"] if row.get("mask") else None
+            keep = p.parent / row["keep_mask"] if row.get("keep_mask") else None
             overrides = {k: v for k, v in row.items() if k in known and v != ""}
             name = safe_name(row.get("case") or Path(row["image"]).stem)
-            cases.append(Case(image=image, report=report, mask=mask, name=name, overrides=overrides))
+            cases.append(Case(image=image, report=report, mask=mask, keep_mask=keep, name=name, overrides=overrides))
     if not cases:
         raise MVGInputError(f"batch CSV {p.name!r} has no rows.")
     return _unique(cases)
