@@ -83,3 +83,63 @@ def measure(timer: ForwardTimer, run: Callable[[], object]) -> Measure:
     run()
     total = since(start)
     return Measure(total, dict(timer.seconds), dict(timer.calls))
+
+
+class DeviceCopyCounter:
+    """Counts, while active, the tensor copies that change device (host->device and back) and the host syncs
+    (``.item()``, ``bool(tensor)`` of a tensor not on the CPU: ``aten._local_scalar_dense``), from the first forward of ``loop_start`` on
+    (its forward pre-hook marks where a sampling loop begins; without one, everything counts).
+
+    It sees what the dispatcher sees, on any device: on a GPU the copies a profiler shows as Memcpy HtoD/DtoH;
+    with the models on the ``meta`` device, a CPU-only machine sees every tensor made on the CPU and moved to
+    the model's device.
+    """
+
+    def __init__(self, loop_start: torch.nn.Module | None = None) -> None:
+        from collections import Counter
+
+        self.copies: Counter[str] = Counter()
+        self.syncs = 0
+        self.started = loop_start is None
+        self._module = loop_start
+        self._handle = None
+        self._mode = None
+
+    def _mark(self, *_args: Any) -> None:
+        self.started = True
+
+    def __enter__(self) -> DeviceCopyCounter:
+        from torch.utils._python_dispatch import TorchDispatchMode
+
+        counter = self
+
+        class _Mode(TorchDispatchMode):
+            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+                out = func(*args, **(kwargs or {}))
+                if counter.started:
+                    counter._record(str(func.overloadpacket), args, out)
+                return out
+
+        if self._module is not None:
+            self._handle = self._module.register_forward_pre_hook(self._mark)
+        self._mode = _Mode()
+        self._mode.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._mode.__exit__(*exc)
+        if self._handle is not None:
+            self._handle.remove()
+
+    def _record(self, name: str, args: tuple, out: Any) -> None:
+        if name == "aten._local_scalar_dense":
+            if isinstance(args[0], torch.Tensor) and args[0].device.type != "cpu":  # a CPU scalar is no sync
+                self.syncs += 1
+        elif name in ("aten._to_copy", "aten.copy_", "aten._copy_from"):
+            src = args[1] if name == "aten.copy_" else args[0]
+            if isinstance(src, torch.Tensor) and isinstance(out, torch.Tensor) and src.device != out.device:
+                self.copies[f"{src.device.type}->{out.device.type}"] += 1
+
+    @property
+    def total_copies(self) -> int:
+        return sum(self.copies.values())

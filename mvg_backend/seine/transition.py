@@ -197,6 +197,16 @@ def _check_settings(method: str, frames: int, steps: int, cfg: float, sampler: s
         raise MVGInputError(f"vae_chunk={vae_chunk!r}: use an integer >= 1 (frames per VAE call).")
 
 
+def step_generator(generator: torch.Generator, device: torch.device, seed: int) -> torch.Generator:
+    """The generator of DDPM's per-step noise: on the CPU the transition's own (it goes on after the start
+    noise, as in the official sampler); on a GPU one on that device seeded with ``seed``, so every step draws
+    its noise where it is used instead of copying it from the host (DDPM runs on a GPU therefore differ from
+    CPU runs of the same seed after the start; DDIM, deterministic, does not)."""
+    if device.type in ("cpu", "meta"):
+        return generator
+    return torch.Generator(device).manual_seed(seed)
+
+
 def _seine_interiors(backend: SEINEBackend, keyframes: np.ndarray, *, frames: int, steps: int, cfg: float,
                      sampler: str, seed: int, prompt: str, vae_chunk: int,
                      progress: ProgressCallback | None) -> np.ndarray:
@@ -230,9 +240,10 @@ def _seine_interiors(backend: SEINEBackend, keyframes: np.ndarray, *, frames: in
     for j in range(transitions):
         generator = torch.Generator("cpu").manual_seed((seed + j) % 2**64)
         mask, video = onelast_conditioning(latents[j], latents[j + 1], latents[-1], frames)
-        noise = torch.randn(video.shape, generator=generator).to(device)
+        noise = torch.randn(video.shape, generator=generator).to(device)  # the start: the same on every device
         result = sample(unet, noise, mask, video, cond, uncond, steps=steps, cfg=cfg, sampler=sampler,
-                        generator=generator, callback=lambda n, _total, j=j: report(j * steps + n))
+                        generator=step_generator(generator, device, (seed + j) % 2**64),
+                        callback=lambda n, _total, j=j: report(j * steps + n))
         if not torch.isfinite(result).all():
             raise MVGRuntimeError(f"SEINE produced NaN/inf latents in transition {j + 1}: in fp16 try bf16 or fp32.")
         generated.append(result[0, :, 1:-1].transpose(0, 1).cpu())  # [inner, 4, h, w]
