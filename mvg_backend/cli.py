@@ -33,6 +33,8 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
                         "euler_ancestral, dpmpp_2m")
     g.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
     g.add_argument("--dtype", default="fp32", choices=DTYPES)
+    g.add_argument("--compile", action="store_true",
+                   help="run the UNet through torch.compile (compiles on the first round; for long GPU runs)")
 
 
 def _add_pie_args(p: argparse.ArgumentParser, *, rounds: int, steps: int) -> None:
@@ -79,14 +81,16 @@ def _load_backend(args: argparse.Namespace) -> tuple[Any, str]:
     from .pie.random_model import NOTE, random_tiny_backend
 
     dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[args.dtype]
-    common = dict(unet=args.unet, scheduler=args.scheduler, device=args.device, dtype=dtype)
+    common = dict(unet=args.unet, scheduler=args.scheduler, device=args.device, dtype=dtype, compile=args.compile)
     if args.checkpoint:
         return DiffusersBackend.from_single_file(args.checkpoint, config=args.config, **common), ""
     if args.model_dir:
         return DiffusersBackend.from_pretrained(args.model_dir, **common), ""
     if args.unet or args.config:
         raise MVGInputError("--unet and --config need a base model: pass --checkpoint or --model-dir.")
-    return random_tiny_backend(seed=args.seed), NOTE
+    backend = random_tiny_backend(seed=args.seed)
+    backend.compile = args.compile
+    return backend, NOTE
 
 
 def _demo_inputs(size: int) -> tuple[np.ndarray, np.ndarray, Any]:

@@ -91,3 +91,38 @@ def test_seine_loop_makes_no_host_device_copy():
     if torch.cuda.is_available():
         generator = step_generator(torch.Generator(), torch.device("cuda"), 0)
         assert generator.device.type == "cuda"
+
+
+def test_compile_flag_compiles_each_unet_once_and_changes_nothing(tiny_components, phantom, monkeypatch):
+    """``compile=True`` (PIE backend, SEINE transitions; CLI ``--compile``) hands the UNet to ``torch.compile``
+    once and runs what it returns. Here torch.compile is replaced by a counting pass-through: compiling for
+    real takes minutes on this CPU, and bench/device.py --compile times it on a GPU."""
+    import numpy as np
+
+    from mvg_backend.pie import progressive_edit
+    from mvg_backend.seine import DiffusersSEINEBackend, transition_frames
+
+    compiled: list[torch.nn.Module] = []
+
+    def fake_compile(module):
+        compiled.append(module)
+        return lambda *a, **k: module(*a, **k)
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    image, mask = phantom
+    unet, vae, text_encoder, tokenizer, scheduler = tiny_components
+    kwargs = dict(rounds=2, steps=4, seed=1)
+    eager = progressive_edit(DiffusersBackend(*tiny_components), image, mask, "a", **kwargs).frames
+    backend = DiffusersBackend(*tiny_components, compile=True)
+    frames = progressive_edit(backend, image, mask, "a", **kwargs).frames
+    assert compiled == [unet]
+    np.testing.assert_array_equal(frames, eager)
+
+    seine = DiffusersSEINEBackend(make_tiny_seine(cross_attention_dim=32), vae, text_encoder, tokenizer)
+    keyframes = np.stack([image, image[::-1].copy(), image[:, ::-1].copy()])
+    settings = dict(backend=seine, frames=4, steps=2, sampler="ddim", resolution="native")
+    eager = transition_frames(keyframes, **settings).frames
+    frames = transition_frames(keyframes, compile=True, **settings).frames
+    transition_frames(keyframes, compile=True, **settings)
+    assert compiled == [unet, seine.unet]  # once per network, over two transitions and two calls
+    np.testing.assert_array_equal(frames, eager)
