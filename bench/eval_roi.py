@@ -2,7 +2,8 @@
 
     PYTHONPATH=. python bench/eval_roi.py DATA_DIR [--limit N]
 
-Runs ``python -m mvg_backend.roi eval`` on cxr_jsrt.csv (lung fields), fundus_drive.csv (FOV),
+Runs ``python -m mvg_backend.roi eval`` on cxr_jsrt.csv (lung fields, heart, mediastinum plausibility),
+fundus_drive.csv (FOV),
 fundus_drions.csv (optic disc) and derm_ph2.csv (skin lesion) where present (see
 ../shared/data/README.md for getting them; the images are never committed).
 """

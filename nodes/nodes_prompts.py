@@ -9,7 +9,7 @@ import comfy.model_management
 import folder_paths
 from comfy_api.latest import io
 
-from ..mvg_backend.prompts import CAPTION_STYLES, DOMAINS, ENGINES, LLMSettings, parse_prompt_lines, plan
+from ..mvg_backend.prompts import CAPTION_STYLES, DOMAINS, ENGINES, MAX_SEVERITY, LLMSettings, parse_prompt_lines, plan
 from ..mvg_backend.prompts.stages import MAX_STAGES
 from . import report_redaction
 from .mvg_types import MVGPrompts
@@ -76,6 +76,10 @@ class ReportToPrompts(io.ComfyNode):
                 io.Int.Input("max_retries", default=2, min=0, max=5, optional=True,
                              tooltip="Further LLM attempts after a timeout, connection error, 429 or 5xx (waits "
                                      "between them are at most 10 s, a server's Retry-After included)."),
+                io.Combo.Input("max_severity", options=list(MAX_SEVERITY), default="severe", optional=True,
+                               tooltip="Rule engine: the most severe state a plan may reach. 'severe' stops short of "
+                                       "end-stage wording (massive cardiomegaly, tension pneumothorax, vitreous "
+                                       "hemorrhage); 'end-stage' allows it."),
             ],
             outputs=[MVGPrompts.Output(display_name="prompts"), io.String.Output(display_name="plan")],
             hidden=[io.Hidden.prompt, io.Hidden.extra_pnginfo],
@@ -85,7 +89,8 @@ class ReportToPrompts(io.ComfyNode):
     async def execute(cls, report: str, domain: str, stages: int, direction: str, engine: str, model: str,
                       base_url: str, api_key_env: str, temperature: float, seed: int, fallback: bool,
                       caption_style: str, template: str, allow_de_novo: bool,
-                      keep_report_in_metadata: bool, timeout: float = 120.0, max_retries: int = 2) -> io.NodeOutput:
+                      keep_report_in_metadata: bool, timeout: float = 120.0, max_retries: int = 2,
+                      max_severity: str = "severe") -> io.NodeOutput:
         # async: ComfyUI starts async nodes first, so this runs before any save node; no await comes before it
         REDACTION.redact_prompt(cls.hidden.prompt)
         REDACTION.redact_workflow(cls.hidden.extra_pnginfo)
@@ -95,7 +100,8 @@ class ReportToPrompts(io.ComfyNode):
                                max_retries=int(max_retries))
         result = await asyncio.to_thread(
             plan, text, domain, stages=stages, direction=direction, engine=engine, caption_style=caption_style,
-            template=template, llm=settings, fallback=fallback, allow_de_novo=allow_de_novo, cache_dir=cache_dir(),
+            template=template, max_severity=max_severity, llm=settings, fallback=fallback,
+            allow_de_novo=allow_de_novo, cache_dir=cache_dir(),
             check_cancel=comfy.model_management.throw_exception_if_processing_interrupted)
         return io.NodeOutput(result, result.describe())
 

@@ -25,14 +25,16 @@ class ROIMask(io.ComfyNode):
             display_name="MVG ROI Mask",
             category="MVG",
             description="Region of interest for ProgressiveEdit, by classical image analysis (no model weights): "
-                        "chest X-ray lung fields, fundus FOV / optic disc / macula / retina, skin lesion, or the "
+                        "chest X-ray lung fields, heart and mediastinum, fundus FOV / optic disc / macula / retina, "
+                        "skin lesion, or the "
                         "full image / a rectangle; combined with a drawn mask and narrowed by the prompts' hint.",
             inputs=[
                 io.Image.Input("image", tooltip="One image or a batch; grayscale, RGB or RGBA, any size."),
                 io.Combo.Input("domain", options=list(DOMAINS), default="chest_xray"),
                 io.Combo.Input("region", options=REGION_CHOICES, default="auto",
                                tooltip="auto = the domain's default: lungs (chest_xray), retina (fundus), "
-                                       "lesion (skin), full (other). left/right_lung are the patient's sides."),
+                                       "lesion (skin), full (other); with prompts, the places their hints name "
+                                       "(e.g. the heart for cardiomegaly). left/right_lung are the patient's sides."),
                 io.Int.Input("dilate", default=0, min=-512, max=512,
                              tooltip="Grow (>0) or shrink (<0) the mask by this many pixels."),
                 io.Float.Input("feather", default=0.0, min=0.0, max=512.0, step=1.0,
@@ -41,7 +43,8 @@ class ROIMask(io.ComfyNode):
                               tooltip="Your own mask (e.g. Load Image's mask from the mask editor); an empty one "
                                       "is ignored."),
                 io.Combo.Input("combine", options=list(COMBINE_MODES), default="union",
-                               tooltip="How your mask meets the automatic one: replace it, union, or intersect."),
+                               tooltip="How your mask meets the automatic one: replace it, union, intersect, or "
+                                       "subtract (your mask is kept out of the region, untouched)."),
                 MVGPrompts.Input("prompts", optional=True,
                                  tooltip="MVG_PROMPTS: the stages' region hints (e.g. 'right lower lung') narrow "
                                          "the mask."),
@@ -53,6 +56,10 @@ class ROIMask(io.ComfyNode):
                                        "disc's position."),
                 io.String.Input("rectangle", default=DEFAULT_RECT,
                                 tooltip="Region 'rectangle': left, top, right, bottom as fractions 0..1."),
+                # appended later: optional, so that workflows saved before it still validate
+                io.Mask.Input("keep_mask", optional=True,
+                              tooltip="Keep mask: what you paint here (chest tubes, lines, pacemaker leads, a ruler) "
+                                      "stays untouched, even inside the region; applied last."),
             ],
             outputs=[
                 io.Mask.Output(display_name="mask"),
@@ -64,11 +71,12 @@ class ROIMask(io.ComfyNode):
     @classmethod
     def execute(cls, image: torch.Tensor, domain: str, region: str, dilate: int, feather: float,
                 combine: str, fill_holes: bool, keep_largest: int, eye: str, rectangle: str,
-                mask: torch.Tensor | None = None, prompts=None) -> io.NodeOutput:
+                mask: torch.Tensor | None = None, prompts=None, keep_mask: torch.Tensor | None = None) -> io.NodeOutput:
         progress = comfy_progress(int(image.shape[0]))
 
         masks, previews, summary = segment_batch(
-            image, domain, region, user_masks=mask, prompts=prompts, progress=progress, combine=combine,
+            image, domain, region, user_masks=mask, keep_masks=keep_mask, prompts=prompts, progress=progress,
+            combine=combine,
             rect=rectangle, eye=eye, dilate=dilate, feather=feather, fill_holes=fill_holes, keep_largest=keep_largest,
         )
         return io.NodeOutput(torch.from_numpy(masks), torch.from_numpy(previews), summary)

@@ -66,7 +66,7 @@ def build(domain: str, spec: dict) -> dict:
         (2, "LoadImage", (40, 240), [spec["image"], "image"]),
         (3, "MVG_ReportToPrompts", (40, 620),
          [spec["report"], domain, 3, "progression", "rules", "gpt-4o-mini", "https://api.openai.com/v1",
-          "OPENAI_API_KEY", 0.2, 0, True, "mvg", "", False, False, 120.0, 2]),
+          "OPENAI_API_KEY", 0.2, 0, True, "mvg", "", False, False, 120.0, 2, "severe"]),
         (4, "MVG_ProgressiveEdit", (500, 80),
          [10, 0.5, 50, 7.5, "ddim", "ddim_uniform", 0.01, 0.75, 0, "fixed", "latent", True]),
         (5, "PreviewImage", (900, 80), []),

@@ -2,7 +2,8 @@
 
     PYTHONPATH=. python scripts/make_roi_figures.py [OUT_DIR]
 
-- chest: RG1_UNCR.dcm, a real MONOCHROME1 chest CR from PyPI ``pydicom-data`` (MIT): lung fields;
+- chest: RG1_UNCR.dcm, a real MONOCHROME1 chest CR from PyPI ``pydicom-data`` (MIT): lung fields; and the heart
+  (red) inside the mediastinum (the rest of it in blue), with the cardiomegaly edit region's outline (green);
 - fundus: ``skimage.data.retina()`` (CC0): optic disc and macula (the retina region is the FOV minus the disc);
 - skin: a synthetic pigmented lesion with hairs and vignetting (tests/fixtures/roi_phantoms.py): the lesion.
 
@@ -33,6 +34,20 @@ def _save(path: Path, image: np.ndarray) -> None:
     print(f"{path} ({path.stat().st_size // 1024} KB)")
 
 
+def _heart_figure(chest: np.ndarray, analysis) -> np.ndarray:
+    """The heart region tinted red, the rest of the mediastinum blue, the cardiomegaly edit region outlined green."""
+    from mvg_backend.roi.mediastinum import enlarged_heart
+
+    heart = analysis.parts["heart"] >= 0.5
+    rest = (analysis.parts["mediastinum"] >= 0.5) & ~heart
+    image = overlay(chest, heart.astype(np.float32))
+    image[rest] = 0.65 * image[rest] + 0.35 * np.array([0.2, 0.4, 1.0], np.float32)
+    edit = enlarged_heart(analysis).astype(np.uint8)
+    contours, _ = cv2.findContours(edit, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    cv2.drawContours(image, contours, -1, (0.1, 0.9, 0.2), max(2, chest.shape[0] // 160))
+    return image
+
+
 def main() -> int:
     out = Path(sys.argv[1] if len(sys.argv) > 1 else "docs")
     out.mkdir(parents=True, exist_ok=True)
@@ -46,7 +61,9 @@ def main() -> int:
     chest = read_dicom(rg1)
     # work at a modest size: the figure is small, and the mask is computed at the input's size
     chest = cv2.resize(chest, (chest.shape[1] // 4, chest.shape[0] // 4), interpolation=cv2.INTER_AREA)
-    _save(out / "roi_chest_lungs.png", overlay(chest, segment_detailed(chest, "chest_xray", "lungs").mask))
+    lungs = segment_detailed(chest, "chest_xray", "lungs")
+    _save(out / "roi_chest_lungs.png", overlay(chest, lungs.mask))
+    _save(out / "roi_chest_heart.png", _heart_figure(chest, lungs.analysis))
 
     from skimage import data
 

@@ -27,12 +27,12 @@ REPORT = ("FINDINGS: Moderate right pleural effusion. No pneumothorax. Patient J
 SECRET_BITS = ("Roe-Testcase", "99812", "Moderate right pleural effusion")
 INPUT_ORDER = ["report", "domain", "stages", "direction", "engine", "model", "base_url", "api_key_env", "temperature",
                "seed", "fallback", "caption_style", "template", "allow_de_novo", "keep_report_in_metadata"]
-OPTIONAL_ORDER = ["timeout", "max_retries"]
+OPTIONAL_ORDER = ["timeout", "max_retries", "max_severity"]
 
 
 def _widgets(report: str, keep: bool, api_key_env: str) -> list:
     return [report, "chest_xray", 2, "progression", "rules", "gpt-4o-mini", "https://api.openai.com/v1", api_key_env,
-            0.2, 0, True, "mvg", "", False, keep, 120.0, 2]
+            0.2, 0, True, "mvg", "", False, keep, 120.0, 2, "severe"]
 
 
 def _node_inputs(report: str, keep: bool = False, api_key_env: str = "OPENAI_API_KEY", **changes) -> dict:

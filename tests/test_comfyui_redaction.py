@@ -45,8 +45,8 @@ def _values(layout, keep: bool) -> list:
 def test_object_info_gives_the_layout_of_the_shipped_workflows(comfyui_server):
     layout = _frontend_layout(comfyui_server.object_info(NODE))
     assert layout[0] == "report" and layout[14] == "keep_report_in_metadata" and layout[7] == "api_key_env"
-    assert list(layout[15:]) == ["timeout", "max_retries"]  # optional widgets come after the required ones
-    assert len(layout) == 17 and None not in layout  # the seed declares control_after_generate=False: one slot
+    assert list(layout[15:]) == ["timeout", "max_retries", "max_severity"]  # optional widgets come after the others
+    assert len(layout) == 18 and None not in layout  # the seed declares control_after_generate=False: one slot
     seed = comfyui_server.object_info(NODE)["input"]["required"]["seed"]
     assert seed[0] == "INT" and seed[1]["control_after_generate"] is False
 
@@ -66,7 +66,7 @@ def test_the_handler_redacts_the_positions_the_schema_gives(comfyui_server):
     inputs = dict(zip([n for n in layout if n], _values(layout, False), strict=True))
     inputs.update(domain="chest_xray", stages=2, direction="progression", engine="rules", model="m", base_url="u",
                   api_key_env="OPENAI_API_KEY", temperature=0.2, seed=21, fallback=True, caption_style="mvg",
-                  template="", allow_de_novo=False, timeout=30.0, max_retries=0)
+                  template="", allow_de_novo=False, timeout=30.0, max_retries=0, max_severity="severe")
     graph = {"1": {"class_type": NODE, "inputs": inputs},
              "2": {"class_type": "PreviewAny", "inputs": {"source": ["1", 1]}}}
     body = {"prompt": graph, "client_id": srv.client_id, "extra_data": {"extra_pnginfo": {"workflow": workflow}}}

@@ -21,7 +21,7 @@ SIZE = 128
 ROI_INPUTS = {
     "image": "IMAGE", "domain": "COMBO", "region": "COMBO", "dilate": "INT", "feather": "FLOAT", "mask": "MASK",
     "combine": "COMBO", "prompts": "MVG_PROMPTS", "fill_holes": "BOOLEAN", "keep_largest": "INT", "eye": "COMBO",
-    "rectangle": "STRING",
+    "rectangle": "STRING", "keep_mask": "MASK",
 }
 WIDGETS = {"domain": "chest_xray", "region": "auto", "dilate": 0, "feather": 0.0, "combine": "union",
            "fill_holes": False, "keep_largest": 0, "eye": "auto", "rectangle": "0.25, 0.25, 0.75, 0.75"}
@@ -63,13 +63,13 @@ def test_object_info_lists_roimask(comfyui_server):
     assert node["python_module"].startswith("custom_nodes.")
     # widgets_values in saved workflows are positional: the order is part of the interface
     order = node["input_order"]
-    assert order["required"] == [n for n in ROI_INPUTS if n not in ("mask", "prompts")], order
-    assert order["optional"] == ["mask", "prompts"], order
+    assert order["required"] == [n for n in ROI_INPUTS if n not in ("mask", "prompts", "keep_mask")], order
+    assert order["optional"] == ["mask", "prompts", "keep_mask"], order
     every = {**node["input"]["required"], **node["input"].get("optional", {})}
     for name, type_ in ROI_INPUTS.items():
         got = every[name][0]
         assert got == type_ or (type_ == "COMBO" and isinstance(got, list)), (name, got)
-    assert set(node["input"].get("optional", {})) == {"mask", "prompts"}
+    assert set(node["input"].get("optional", {})) == {"mask", "prompts", "keep_mask"}
     assert node["output"] == ["MASK", "IMAGE", "STRING"]
     assert node["output_name"] == ["mask", "overlay", "summary"]
 

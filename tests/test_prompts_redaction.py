@@ -30,14 +30,14 @@ REPORT_NODE_WIDGETS = [
     WidgetInfo("seed", "INT", control_after_generate=False), WidgetInfo("fallback", "BOOLEAN"),
     WidgetInfo("caption_style", "COMBO"), WidgetInfo("template", "STRING"), WidgetInfo("allow_de_novo", "BOOLEAN"),
     WidgetInfo("keep_report_in_metadata", "BOOLEAN"), WidgetInfo("timeout", "FLOAT", optional=True),
-    WidgetInfo("max_retries", "INT", optional=True),
+    WidgetInfo("max_retries", "INT", optional=True), WidgetInfo("max_severity", "COMBO", optional=True),
 ]
 LAYOUT = r.widget_slots(REPORT_NODE_WIDGETS)
 
 
 def _values(report=REPORT, key_env="OPENAI_API_KEY", keep=False) -> list:
     return [report, "chest_xray", 3, "progression", "rules", "gpt-4o-mini", "https://api.openai.com/v1", key_env,
-            0.2, 0, True, "mvg", "", False, keep, 120.0, 2]
+            0.2, 0, True, "mvg", "", False, keep, 120.0, 2, "severe"]
 
 
 def _workflow(*nodes: dict, subgraphs=()) -> dict:
@@ -314,7 +314,7 @@ def test_widget_slots_put_optional_widgets_last_and_reject_duplicates():
 def test_the_report_node_layout_matches_the_shipped_workflows(store):
     """The shipped workflows' MVG_ReportToPrompts values fit the layout: report first, api_key_env 8th,
     keep_report_in_metadata 15th, and no control slot for the seed."""
-    assert len(LAYOUT) == 17 and None not in LAYOUT
+    assert len(LAYOUT) == 18 and None not in LAYOUT
     assert (LAYOUT.index("report"), LAYOUT.index("api_key_env"), LAYOUT.index("keep_report_in_metadata")) == (0, 7, 14)
     files = sorted((ROOT / "workflows").glob("*.json"))
     assert files

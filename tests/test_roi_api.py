@@ -25,8 +25,8 @@ def chest():
 
 # ------------------------------------------------------------------------------------------ regions
 def test_regions_and_defaults():
-    assert set(REGIONS) == {"lungs", "left_lung", "right_lung", "retina", "fov", "optic_disc", "macula", "lesion",
-                            "full", "rectangle"}
+    assert set(REGIONS) == {"lungs", "left_lung", "right_lung", "heart", "mediastinum", "retina", "fov", "optic_disc",
+                            "macula", "lesion", "full", "rectangle"}
     assert resolve_region("chest_xray", "auto") == "lungs"
     assert resolve_region("fundus", "auto") == "retina"
     assert resolve_region("skin", "auto") == "lesion"
@@ -127,6 +127,8 @@ def test_combine_modes(chest):
                                           combine="intersect"), np.minimum(auto, user))
     small = cv2.resize(user, (48, 48), interpolation=cv2.INTER_NEAREST)  # another size: resized to the image
     assert segment(chest["image"], "chest_xray", "lungs", user_mask=small, combine="replace").shape == auto.shape
+    subtracted = segment(chest["image"], "chest_xray", "lungs", user_mask=user, combine="subtract")
+    np.testing.assert_array_equal(subtracted, auto * (1 - user))
     with pytest.raises(MVGInputError, match="combine='add'"):
         segment(chest["image"], "chest_xray", "lungs", user_mask=user, combine="add")
 
@@ -239,14 +241,16 @@ def test_hints_written_by_report_to_prompts_are_understood(chest):
                  "periphery)", "right lung periphery (pleura)", "both lungs (upper zones)"):
         result = segment_detailed(chest["image"], "chest_xray", "lungs", hint=hint)
         assert result.warnings == [] and 0 < (result.mask >= 0.5).sum() < (lungs.mask >= 0.5).sum(), hint
-    heart = segment_detailed(chest["image"], "chest_xray", "lungs", hint="heart")
-    assert any("names no place" in w for w in heart.warnings)
+    heart = segment_detailed(chest["image"], "chest_xray", "auto", hint="heart")  # auto: the place is the region
+    assert heart.warnings == [] and (heart.mask >= 0.5).any() and not ((heart.mask >= 0.5) & (lungs.mask >= 0.5)).any()
+    in_lungs = segment_detailed(chest["image"], "chest_xray", "lungs", hint="heart")  # the heart is no lung place
+    assert any("would leave the mask empty" in w for w in in_lungs.warnings)
     ph = fundus_phantom(192)
     for hint in ("macula", "optic disc", "retina (posterior pole)"):
         result = segment_detailed(ph["image"], "fundus", "fov", hint=hint)
         assert result.warnings == [] and (result.mask >= 0.5).any(), hint
     skin = segment_detailed(np.dstack([GRAD] * 3), "skin", "full", hint="lesion and its surrounding skin")
-    assert skin.warnings == [] and skin.mask.all()
+    assert skin.warnings == [] and skin.mask.any()
 
 
 def test_failed_automatic_methods_fall_back_predictably():

@@ -21,7 +21,7 @@ def test_make_roi_figures(tmp_path):
         pytest.skip("RG1_UNCR.dcm is not installed (pip install pydicom-data)")
     assert run.returncode == 0, run.stderr
     names = sorted(p.name for p in tmp_path.glob("*.png"))
-    assert names == ["roi_chest_lungs.png", "roi_fundus_disc_macula.png", "roi_skin_lesion.png"]
+    assert names == ["roi_chest_heart.png", "roi_chest_lungs.png", "roi_fundus_disc_macula.png", "roi_skin_lesion.png"]
     for p in tmp_path.glob("*.png"):
         assert 10_000 < p.stat().st_size < 200_000, p
         assert (ROOT / "docs" / p.name).is_file(), f"docs/{p.name} is not committed"

@@ -14,8 +14,9 @@ from .llm import PROMPT_VERSION, CheckCancel, LLMEngine, LLMError, LLMSettings
 from .rules import aggregate, check_text, mentions
 from .stages import Staged, build_stages, check_stage_args, render_template, resolve_template
 from .types import PromptPlan, Stage
-from .vocab import DomainVocab, get_vocab
+from .vocab import DomainVocab, check_max_severity, get_vocab
 from .vocab.cxr import CXR_LABELS
+from .vocab.skin import PIGMENTED
 
 log = logging.getLogger("mvg.prompts")
 
@@ -36,11 +37,34 @@ def _check_report(report: object) -> str:
     return report
 
 
+def _atypical(lesions: list[Staged], features: list[Staged], findings: tuple, vocab: DomainVocab,
+              notes: list[str]) -> Staged | None:
+    """Skin: a pigmented lesion (a nevus, or no type named) with positive ABCD features is an atypical pigmented
+    lesion whose features progress; never a melanoma unless the report says melanoma."""
+    if vocab.domain != "skin" or not features or any(s.concept.name not in PIGMENTED for s in lesions):
+        return None
+    concept = vocab.concept("Atypical pigmented lesion")
+    named = [s.concept.name for s in lesions if s.concept.name != concept.name]
+    names = ", ".join(f.concept.name.lower() for f in features)
+    notes.append(f"positive dermoscopic features ({names}): staged as an atypical pigmented lesion whose features "
+                 "progress" + (f" (reported as {', '.join(n.lower() for n in named)})" if named else "") + ".")
+    if any(f.name == "Melanoma" and f.certainty == "uncertain" for f in findings):
+        notes.append("melanoma is suspected but uncertain in the report: it is not staged as melanoma.")
+    base = next((s for s in lesions if s.concept is concept), None)
+    finding = base.finding if base else replace(features[0].finding, name=concept.name)
+    return Staged(finding, concept, base.severity if base else concept.default_severity)
+
+
 def rules_plan(report: str, domain: str, stages: int = 3, direction: str = "progression",
-               caption_style: str = "mvg", template: str = "") -> PromptPlan:
-    """The offline rule engine: extract findings, then stage the positive ones. Never invents a finding."""
+               caption_style: str = "mvg", template: str = "", max_severity: str = "severe") -> PromptPlan:
+    """The offline rule engine: extract findings, then stage the positive ones. Never invents a finding.
+
+    Each positive finding follows its natural-history ladder (see ``vocab``), at most up to ``max_severity``
+    (``mild``, ``moderate``, ``severe`` (default: no end-stage wording) or ``end-stage``).
+    """
     vocab = get_vocab(domain)
     check_stage_args(stages, direction)
+    check_max_severity(max_severity)
     fmt = resolve_template(vocab, caption_style, template)
     found = aggregate(mentions(_check_report(report), vocab))
     # a plan never carries report text: keep the sentence index, drop the sentence
@@ -52,8 +76,10 @@ def rules_plan(report: str, domain: str, stages: int = 3, direction: str = "prog
     hedged = [f.name for f in findings if f.certainty == "uncertain"]
     if hedged:
         notes.append(f"uncertain, not staged: {', '.join(hedged)}")
-    if lesions:
-        built = build_stages(lesions, features, vocab, stages, direction, fmt)
+    atypical = _atypical(lesions, features, findings, vocab, notes)
+    if atypical is not None or lesions:
+        built, how = build_stages(lesions, features, vocab, stages, direction, fmt, max_severity, atypical)
+        notes.extend(how)
     else:
         notes.insert(0, "no positive finding in the report: every stage is the normal image (no disease was "
                         "invented). Write stages with MVG Prompt List, or use the openai-compatible engine with "
@@ -66,7 +92,10 @@ def rules_plan(report: str, domain: str, stages: int = 3, direction: str = "prog
 def invented_by(report: str, vocab: DomainVocab):
     """``invented(texts)``: the domain's findings that ``texts`` (stage prompts, finding names) show as present
     or hedged, but that the report does not state as present (by the rule engine's reading of it)."""
-    stated = {f.name for f, _ in aggregate(mentions(report, vocab)) if f.certainty == "positive"}
+    found = [f for f, _ in aggregate(mentions(report, vocab)) if f.certainty == "positive"]
+    stated = {f.name for f in found}
+    if any(vocab.concept(f.name).kind == "feature" for f in found):
+        stated.add("Atypical pigmented lesion")  # what positive ABCD features are staged as (skin)
 
     def invented(texts: list[str]) -> list[str]:
         shown = [m.concept.name for text in texts for m in mentions(text, vocab)
@@ -77,7 +106,8 @@ def invented_by(report: str, vocab: DomainVocab):
 
 
 def plan(report: str, domain: str, stages: int = 3, direction: str = "progression", engine: str = "rules", *,
-         caption_style: str = "mvg", template: str = "", llm: LLMSettings | None = None, fallback: bool = True,
+         caption_style: str = "mvg", template: str = "", max_severity: str = "severe",
+         llm: LLMSettings | None = None, fallback: bool = True,
          allow_de_novo: bool = False, cache_dir: str | Path | None = None,
          check_cancel: CheckCancel | None = None) -> PromptPlan:
     """A clinical report -> ``MVG_PROMPTS`` (:class:`PromptPlan`) of ``stages`` stages.
@@ -89,6 +119,9 @@ def plan(report: str, domain: str, stages: int = 3, direction: str = "progressio
     (one repair request, then the fallback) unless ``allow_de_novo``, which marks it DE-NOVO instead.
     ``check_cancel`` is called at least every 0.1 s while the LLM is awaited; it cancels by raising (e.g.
     ComfyUI's ``throw_exception_if_processing_interrupted``) or by returning True.
+    ``max_severity`` caps the rule engine's terminal state (``MAX_SEVERITY``; the default ``severe`` stops short
+    of end-stage wording); the rule engine may give fewer stages than asked, with a note, when a finding's
+    ladder has fewer distinct states.
     """
     _check_report(report)
     if domain not in DOMAINS:
@@ -96,8 +129,9 @@ def plan(report: str, domain: str, stages: int = 3, direction: str = "progressio
     if engine not in ENGINES:
         raise MVGInputError(f"engine: {engine!r} is not one of {', '.join(ENGINES)}.")
     check_stage_args(stages, direction)
+    check_max_severity(max_severity)
     if engine == "rules":
-        return rules_plan(report, domain, stages, direction, caption_style, template)
+        return rules_plan(report, domain, stages, direction, caption_style, template, max_severity)
 
     settings = llm or LLMSettings()
     known = domain != "other"
@@ -125,7 +159,7 @@ def plan(report: str, domain: str, stages: int = 3, direction: str = "progressio
         if not fallback or not known:
             raise
         log.warning("MVG ReportToPrompts: LLM engine failed (%s); falling back to the rule engine", exc.kind)
-        ruled = rules_plan(report, domain, stages, direction, caption_style, template)
+        ruled = rules_plan(report, domain, stages, direction, caption_style, template, max_severity)
         return replace(ruled, fallback_reason=f"{exc.kind}: {exc}",
                        notes=ruled.notes + (f"the LLM engine failed ({exc.kind}); this plan is the rule engine's",))
     cache.put(key, result)  # a cache that cannot be written only warns: the answer is kept

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import re
 import string
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..errors import MVGInputError
 from .types import DIRECTIONS, Finding, Stage
-from .vocab import CAPTION_STYLES, LEVEL_NAMES, Concept, DomainVocab, level
+from .vocab import CAPTION_STYLES, LEVEL_NAMES, Concept, DomainVocab, Rung, level
 
 TEMPLATE_FIELDS = ("findings", "modality", "stage", "severity")
 _FIELD_LIST = ", ".join("{" + f + "}" for f in TEMPLATE_FIELDS)
@@ -100,42 +100,201 @@ def _join(parts: list[str]) -> str:
     return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
 
 
-def trajectory(start: float, t: float, direction: str) -> float:
-    """Severity at fraction ``t`` (0..1] of the way: up to 1 (progression) or down to 0 (regression)."""
-    return start + (1.0 - start) * t if direction == "progression" else start * (1.0 - t)
+@dataclass(frozen=True)
+class Track:
+    """One finding's course over the plan: its caption at each stage, and the severity of each."""
+
+    staged: Staged
+    captions: list[str]
+    severities: list[float]
+    hint: str
+
+
+def _current(rungs: tuple[Rung, ...], severity: float) -> Rung:
+    """The rung that describes the reported state: the highest at or below ``severity`` (else the lowest)."""
+    return next((r for r in reversed(rungs) if r.severity <= severity + 1e-9), rungs[0])
+
+
+def candidates(rungs: tuple[Rung, ...], severity: float, direction: str, max_severity: str) -> list[Rung | None]:
+    """The states a finding can move to, in order: rungs beyond the reported ``severity`` up to the cap
+    (progression), or below it down to resolution (``None``; regression)."""
+    if direction == "progression":
+        return [r for r in rungs if r.severity > severity + 1e-9 and r.allowed(max_severity)]
+    return [r for r in reversed(rungs) if r.severity < severity - 1e-9] + [None]
+
+
+def choose(cands: list, count: int) -> list:
+    """``count`` distinct states from ``cands`` (ordered), ending at the last: the named grades first, spread
+    evenly; intermediate wordings fill in (nearest the reported state first) only when the grades are too few.
+    Fewer than ``count`` when ``cands`` has fewer."""
+    if len(cands) <= count:
+        return list(cands)
+    main = [i for i, r in enumerate(cands) if r is None or r.main]
+    if len(main) >= count:
+        picked = [main[round((k + 1) * len(main) / count) - 1] for k in range(count)]
+    else:
+        extra = [i for i, r in enumerate(cands) if not (r is None or r.main)][: count - len(main)]
+        picked = sorted(main + extra)
+    return [cands[i] for i in picked]
+
+
+def _spread(cands: list, count: int) -> list:
+    """``count`` states for a secondary finding: distinct if it has enough, else each held for a while."""
+    if len(cands) >= count:
+        return choose(cands, count)
+    return [cands[max(0, -(-(k + 1) * len(cands) // count) - 1)] for k in range(count)]
+
+
+def _hint(s: Staged) -> str:
+    zone = _zone(s) or (f"{s.concept.default_zone} " if s.concept.default_zone else "")
+    hint = _tidy(s.concept.roi.replace("{side}", _side(s)).replace("{zone}", zone))
+    return "both lungs" if hint == "lung" else hint
+
+
+def _track(s: Staged, states: list, rungs: tuple[Rung, ...]) -> Track:
+    lobe = _lobe(s)
+    captions = ["" if r is None else r.render(s.finding.laterality, lobe) for r in states]
+    return Track(s, captions, [0.0 if r is None else r.severity for r in states], _hint(s))
+
+
+def _feature_states(features: list[Staged], count: int, direction: str, max_severity: str) -> list[dict[str, Rung]]:
+    """An atypical pigmented lesion's ABCD features, one step per stage: the next feature in ``FEATURE_ORDER``
+    that can still grow (diameter, borders, colours, asymmetry) takes one more rung (one fewer in regression)."""
+    from .vocab.skin import FEATURE_ORDER
+
+    order = sorted(features, key=lambda f: FEATURE_ORDER.index(f.concept.name)
+                   if f.concept.name in FEATURE_ORDER else len(FEATURE_ORDER))
+    pos = {f.concept.name: (f.concept.ladder.index(_current(f.concept.ladder, f.severity)) if f.severity > 0 else -1)
+           for f in order}
+    out, turn = [], 0
+    for _ in range(count):
+        for step in range(len(order)):
+            f = order[(turn + step) % len(order)]
+            i = pos[f.concept.name] + (1 if direction == "progression" else -1)
+            ladder = f.concept.ladder
+            if 0 <= i < len(ladder) and (direction == "regression" or ladder[i].allowed(max_severity)):
+                pos[f.concept.name] = i
+                turn = (turn + step + 1) % len(order)
+                break
+            if direction == "regression" and i < 0 and pos[f.concept.name] >= 0:
+                pos[f.concept.name] = -1
+                turn = (turn + step + 1) % len(order)
+                break
+        else:
+            break
+        out.append({f.concept.name: f.concept.ladder[pos[f.concept.name]] for f in order if pos[f.concept.name] >= 0})
+    return out
 
 
 def build_stages(staged: list[Staged], features: list[Staged], vocab: DomainVocab, stages: int, direction: str,
-                 template: str) -> list[Stage]:
-    """``stages`` stages after the current image: every positive finding moves along its trajectory together.
+                 template: str, max_severity: str = "severe", atypical: Staged | None = None
+                 ) -> tuple[list[Stage], list[str]]:
+    """Up to ``stages`` distinct stages after the current image, and notes on how they were made.
 
-    The first finding listed is the primary one (most severe in the report); it names the stage and gives its
-    severity and ROI hint. A finding whose severity reaches 0 drops out of the caption; when none is left
-    the caption is the domain's normal one.
+    Each finding moves along its natural-history ladder (``vocab`` ``Rung`` s): stage 1 is beyond the reported
+    state, severity strictly increases (decreases in regression, down to the normal image), and no two stages
+    share a prompt. The primary finding (the most severe one that can still move within ``max_severity``)
+    names the stage and sets its severity; the others follow in step. When the primary's ladder has fewer
+    states than ``stages``, the plan has fewer stages and a note says so. ``atypical``: a pigmented lesion
+    whose ABCD ``features`` progress one step per stage (skin).
     """
-    primary = max(staged, key=lambda s: s.severity)
-    ordered = [primary] + [s for s in staged if s is not primary]
+    notes: list[str] = []
+    if atypical is not None:
+        return _atypical_stages(atypical, features, vocab, stages, direction, template, max_severity)
+    ladders = {id(s): s.concept.rungs(s.finding.severity) for s in staged}
+    moving = {id(s): candidates(ladders[id(s)][0], s.severity, direction, max_severity) for s in staged}
+    movable = [s for s in staged if moving[id(s)]]
+    if not movable:  # every finding is already at max_severity
+        s = max(staged, key=lambda x: x.severity)
+        rung = _current(ladders[id(s)][0], s.severity)
+        notes.append(f"{s.concept.name} is already at max_severity '{max_severity}' in the report: nothing to "
+                     "progress, so the one stage shows the reported state. Raise max_severity to go further.")
+        track = _track(s, [rung], ladders[id(s)][0])
+        return [_stage(1, [track], 0, vocab, template, [], rung.severity)], notes
+    primary = max(movable, key=lambda x: x.severity)
+    chosen = choose(moving[id(primary)], stages)
+    count = len(chosen)
+    if count < stages:
+        where = f"up to max_severity '{max_severity}'" if direction == "progression" else "down to resolution"
+        notes.append(f"{primary.concept.name}: its ladder has {count} distinct state(s) beyond the reported one "
+                     f"{where}, so the plan has {count} stage(s), not {stages}.")
+    tracks = [_track(primary, chosen, ladders[id(primary)][0])]
+    for s in [x for x in staged if x is not primary][: MAX_CAPTION_FINDINGS - 1]:
+        cands = moving[id(s)]
+        states = _spread(cands, count) if cands else [_current(ladders[id(s)][0], s.severity)] * count
+        tracks.append(_track(s, states, ladders[id(s)][0]))
+    for s in staged:
+        course = ladders[id(s)][1]
+        if course and direction == "progression":
+            notes.append(f"{s.concept.name}: the advanced stage is {course}.")
+    feats = [_spread(candidates(f.concept.ladder, f.severity, direction, max_severity)
+                     or [_current(f.concept.ladder, f.severity)], count) for f in features]
     out = []
-    for i in range(1, stages + 1):
-        t = i / stages
-        parts = []
-        for s in ordered[:MAX_CAPTION_FINDINGS]:
-            value = trajectory(s.severity, t, direction)
-            if value >= 0.05:
-                parts.append(s.concept.caption(value, s.finding.laterality, _lobe(s)))
-        severity = trajectory(primary.severity, t, direction)
-        word = LEVEL_NAMES[level(severity)] if severity >= 0.05 else "resolved"
-        if parts:
-            findings = _join(parts)
-            shown = [f.concept.phrases[-1] for f in features if f.concept.phrases[-1] not in findings]
-            findings += f", showing {_join(shown)}" if shown else ""
-            prompt = render_template(template, findings=findings, modality=vocab.modality, stage=f"stage {i}",
-                                     severity=word)
-        else:
-            prompt = vocab.normal
-        roi = primary.concept.roi.format(side=_side(primary), loc=_zone(primary))
-        out.append(Stage(prompt=_tidy(prompt), negative_prompt=vocab.negative, name=word,
-                         severity=round(severity, 3), roi_hint=_tidy(roi)))
+    for i in range(count):
+        shown = [fs[i].render() for fs in feats if fs[i] is not None]
+        out.append(_stage(i + 1, tracks, i, vocab, template, shown, chosen[i].severity if chosen[i] else 0.0))
+    return _distinct(out, notes), notes
+
+
+def _atypical_stages(lesion: Staged, features: list[Staged], vocab: DomainVocab, stages: int, direction: str,
+                     template: str, max_severity: str) -> tuple[list[Stage], list[str]]:
+    notes = []
+    names = {f.concept.name for f in features}
+    if direction == "progression" and "Large diameter" not in names:  # an evolving lesion grows: its diameter
+        grow = vocab.concept("Large diameter")  # is the first feature to change (below its first rung: unseen)
+        features = [Staged(replace(lesion.finding, name=grow.name), grow, 0.0), *features]
+        notes.append("the lesion's diameter grows as its features progress (the report gives no size over 6 mm).")
+    states = _feature_states(features, stages, direction, max_severity)
+    if direction == "regression":  # down to the normal image (the empty state) at the last stage
+        states = [st for st in states if st][: stages - 1] + [{}]
+    if not states:
+        states = [{f.concept.name: _current(f.concept.ladder, f.severity) for f in features}]
+        notes.append(f"the ABCD features are already at max_severity '{max_severity}': the one stage shows the "
+                     "reported state. Raise max_severity to go further.")
+    elif len(states) < stages:
+        where = f"up to max_severity {max_severity!r}" if direction == "progression" else "down to normal"
+        notes.append(f"{lesion.concept.name}: its features can change {len(states)} time(s) {where}, so the plan "
+                     f"has {len(states)} stage(s), not {stages}.")
+    hint = _hint(lesion)
+    out = []
+    for i, state in enumerate(states):
+        if not state:
+            out.append(Stage(prompt=vocab.normal, negative_prompt=vocab.negative, name="resolved", severity=0.0,
+                             roi_hint=hint))
+            continue
+        from .vocab.skin import FEATURE_ORDER
+
+        names = [n for n in FEATURE_ORDER if n in state] + [n for n in state if n not in FEATURE_ORDER]
+        severity = min(1.0, sum(r.severity for r in state.values()) / max(1, len(features)))
+        findings = "an atypical pigmented lesion with " + _join([state[n].render() for n in names])
+        prompt = render_template(template, findings=findings, modality=vocab.modality, stage=f"stage {i + 1}",
+                                 severity=LEVEL_NAMES[level(severity)])
+        out.append(Stage(prompt=_tidy(prompt), negative_prompt=vocab.negative, name=LEVEL_NAMES[level(severity)],
+                         severity=round(severity, 3), roi_hint=hint))
+    return _distinct(out, notes), notes
+
+
+def _stage(number: int, tracks: list[Track], i: int, vocab: DomainVocab, template: str, shown: list[str],
+           severity: float) -> Stage:
+    parts = [t.captions[i] for t in tracks if t.captions[i]]
+    hints = list(dict.fromkeys(t.hint for t in tracks if t.captions[i] or t is tracks[0]))
+    word = LEVEL_NAMES[level(severity)] if severity >= 0.05 else "resolved"
+    if parts:
+        findings = _join(parts)
+        findings += f", showing {_join(shown)}" if shown else ""
+        prompt = render_template(template, findings=findings, modality=vocab.modality, stage=f"stage {number}",
+                                 severity=word)
+    else:
+        prompt = vocab.normal
+    return Stage(prompt=_tidy(prompt), negative_prompt=vocab.negative, name=word, severity=round(severity, 3),
+                 roi_hint="; ".join(hints))
+
+
+def _distinct(out: list[Stage], notes: list[str]) -> list[Stage]:
+    """The stages, checked: a custom template without ``{findings}`` can still repeat a prompt; say so."""
+    prompts = [s.prompt for s in out]
+    if len(set(prompts)) < len(prompts):
+        notes.append("the caption template gives some stages the same prompt: add {findings} to it.")
     return out
 
 

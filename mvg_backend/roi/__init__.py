@@ -1,7 +1,8 @@
 """ROIMask: where the disease may change the image (classical computer vision, no learned weights).
 
 ``segment(image, domain, region, **options)`` returns a float mask ``[H,W]`` in 0..1 at the input's
-size; ``segment_detailed`` also says how it was made. One module per domain: ``chest`` (lung fields),
+size; ``segment_detailed`` also says how it was made. One module per domain: ``chest`` (lung fields;
+``mediastinum``: heart and mediastinum from them),
 ``fundus`` (FOV, optic disc, macula, retina), ``skin`` (lesion), ``generic`` (full, rectangle, user
 masks); ``hints`` narrows by words from MVG_PROMPTS, ``postprocess`` shapes the edge, ``evaluate``
 scores masks against a manifest (``python -m mvg_backend.roi eval MANIFEST.csv DATA_DIR``).

@@ -10,15 +10,16 @@ from ..domains import DOMAINS
 from ..errors import MVGInputError
 from . import generic
 from .chest import lung_fields
+from .mediastinum import add_heart_and_mediastinum
 from .fundus import EYES, analyse_fundus
-from .hints import hint_mask
+from .hints import hint_mask, split_hints
 from .postprocess import postprocess
 from .prep import as_roi_image
 from .skin import analyse_skin
 from .types import Analysis, ROIResult
 
 REGIONS_BY_DOMAIN: dict[str, tuple[str, ...]] = {
-    "chest_xray": ("lungs", "left_lung", "right_lung"),
+    "chest_xray": ("lungs", "left_lung", "right_lung", "heart", "mediastinum"),
     "fundus": ("retina", "fov", "optic_disc", "macula"),
     "skin": ("lesion",),
     "other": (),
@@ -46,7 +47,7 @@ def resolve_region(domain: str, region: str) -> str:
 
 def _analyse(rgb: np.ndarray, domain: str, eye: str) -> Analysis:
     if domain == "chest_xray":
-        return lung_fields(rgb)
+        return add_heart_and_mediastinum(lung_fields(rgb))
     if domain == "fundus":
         return analyse_fundus(rgb, eye=eye)
     return analyse_skin(rgb)
@@ -62,12 +63,16 @@ def _hints(hint: str | Iterable[str] | None) -> list[str]:
     if hint is None:
         return []
     items = [hint] if isinstance(hint, str) else list(hint)
-    return list(dict.fromkeys(h.strip() for h in items if h and h.strip()))
+    return list(dict.fromkeys(p for h in items if h and h.strip() for p in split_hints(h)))
 
 
 def _narrow(mask: np.ndarray, hints: list[str], domain: str, analysis: Analysis | None, notes: list[str],
-            warnings: list[str]) -> np.ndarray:
-    """The mask narrowed to the union of the places the hints name (unchanged if none, or if empty)."""
+            warnings: list[str], auto: bool = False) -> np.ndarray:
+    """The mask narrowed to the union of the places the hints name (unchanged if none, or if empty).
+
+    With ``auto`` (region "auto") the places themselves are the region: a hint may name a place outside
+    the domain's default region (the heart on a chest X-ray, the optic disc on a fundus photo).
+    """
     places = [(h, hint_mask(h, domain, analysis, mask.shape)) for h in hints]
     unknown = [h for h, m in places if m is None]
     if unknown:
@@ -75,12 +80,13 @@ def _narrow(mask: np.ndarray, hints: list[str], domain: str, analysis: Analysis 
     known = [m for _, m in places if m is not None]
     if not known:
         return mask
-    narrowed = mask * np.logical_or.reduce(known)
+    union = np.logical_or.reduce(known)
+    narrowed = union.astype(np.float32) if auto else mask * union
     label = ", ".join(repr(h) for h, m in places if m is not None)
     if not (narrowed >= 0.5).any():
         warnings.append(f"region hint {label} would leave the mask empty; not applied.")
         return mask
-    notes.append(f"region hint {label} narrowed the mask.")
+    notes.append(f"region hint {label} {'is the region' if auto else 'narrowed the mask'}.")
     return narrowed.astype(np.float32)
 
 
@@ -97,15 +103,36 @@ def _with_user_mask(mask: np.ndarray | None, user_mask: Any, combine: str, regio
     return combined
 
 
+def _keep_out(mask: np.ndarray, keep_mask: Any, size: tuple[int, int], notes: list[str],
+              warnings: list[str]) -> np.ndarray:
+    """The mask with the keep mask's pixels taken out: chest tubes, lines, pacemaker leads, a ruler on a dermoscopy
+    image stay untouched even inside the edit region. Where the keep mask is at least 0.5 the result is exactly 0;
+    a soft keep edge (a soft brush, a resized mask) ramps the mask down before it (``mask * clip(1 - 2 keep)``)."""
+    keep = _as_array(keep_mask)
+    if not np.asarray(keep).any():
+        notes.append("the keep mask is empty (nothing painted); it is ignored.")
+        return mask
+    keep, keep_notes = generic.as_user_mask(keep, size, name="keep mask")
+    notes.extend(keep_notes)
+    kept = mask * np.clip(1.0 - 2.0 * keep, 0.0, 1.0)
+    notes.append(f"keep mask: {float((keep >= 0.5).mean()):.1%} of the image is kept untouched.")
+    if not (kept >= 0.5).any() and (mask >= 0.5).any():
+        warnings.append("the keep mask covers the whole edit region: nothing will be edited.")
+    return kept.astype(np.float32)
+
+
 def segment_detailed(image: Any, domain: str, region: str = "auto", *, hint: str | Iterable[str] | None = None,
                      user_mask: Any = None, combine: str = "replace", rect: Any = DEFAULT_RECT,
                      eye: str = "auto", dilate: int = 0, feather: float = 0.0, fill_holes: bool = False,
-                     keep_largest: int = 0) -> ROIResult:
+                     keep_largest: int = 0, keep_mask: Any = None) -> ROIResult:
     """:func:`segment` plus what happened: notes, warnings, fallbacks and the domain analysis.
 
-    Order: automatic region → hint narrowing → user mask (replace/union/intersect) → post-processing.
+    Order: automatic region → hints (with region "auto" the places they name are the region; otherwise they
+    narrow it) → user mask (replace/union/intersect/subtract) → post-processing → keep mask (its pixels are
+    set to 0 last, so nothing marked there is edited, whatever the steps before did).
     A step that would leave the mask empty is skipped, with a warning.
     """
+    auto_region = region == "auto"
     region = resolve_region(domain, region)
     if eye not in EYES:
         raise MVGInputError(f"eye={eye!r}: use one of {', '.join(EYES)}.")
@@ -144,9 +171,10 @@ def segment_detailed(image: Any, domain: str, region: str = "auto", *, hint: str
     if hints and mask is None:
         notes.append("region hint not used: the user mask replaces the automatic region.")
     elif hints:
-        if analysis is None and domain in ("chest_xray", "fundus"):
+        if analysis is None and domain in ("chest_xray", "fundus", "skin"):
             analysis = _analyse(rgb, domain, eye)
-        mask = _narrow(mask, hints, domain, analysis, notes, warnings)
+        mask = _narrow(mask, hints, domain, analysis, notes, warnings,
+                       auto=auto_region and region not in GENERIC_REGIONS)
     if user_mask is not None:
         mask = _with_user_mask(mask, user_mask, combine, region, size, notes, warnings)
 
@@ -155,6 +183,11 @@ def segment_detailed(image: Any, domain: str, region: str = "auto", *, hint: str
         mask = processed
     else:
         warnings.append(f"post-processing (dilate={dilate}) would leave the mask empty; skipped.")
+    if user_mask is not None and combine == "subtract":  # what the user subtracts stays out after dilate/feather
+        keep_mask = user_mask if keep_mask is None else np.maximum(
+            generic.as_user_mask(_as_array(user_mask), size)[0], generic.as_user_mask(_as_array(keep_mask), size)[0])
+    if keep_mask is not None:
+        mask = _keep_out(mask, keep_mask, size, notes, warnings)
     if not (mask > 0).any():
         warnings.append("the mask is EMPTY: nothing will be edited. Draw a mask or pick another region.")
     return ROIResult(mask=mask.astype(np.float32), domain=domain, region=region, notes=notes,
@@ -166,10 +199,12 @@ def segment(image: Any, domain: str, region: str = "auto", **options: Any) -> np
 
     ``image``: uint8/uint16/float (0..1) array ``[H,W]`` or ``[H,W,3]`` (RGBA and ``[1,H,W,C]`` accepted).
     ``domain``: ``chest_xray``, ``fundus``, ``skin`` or ``other``. ``region``: ``lungs``, ``left_lung``,
-    ``right_lung`` (the patient's sides), ``fov``, ``optic_disc``, ``macula``, ``retina`` (FOV without the
-    disc), ``lesion``, ``full``, ``rectangle`` or ``auto`` (the domain's default).
-    ``options``: ``hint`` (words or a list, e.g. "right lower lung"), ``user_mask`` + ``combine``
-    (replace/union/intersect), ``rect`` ("left, top, right, bottom" fractions), ``eye`` (auto/left/right),
+    ``right_lung`` (the patient's sides), ``heart``, ``mediastinum``, ``fov``, ``optic_disc``, ``macula``,
+    ``retina`` (FOV without the disc), ``lesion``, ``full``, ``rectangle`` or ``auto`` (the domain's default).
+    ``options``: ``hint`` (words or a list, e.g. "right lower lung"; with region "auto" the places it names
+    are the region), ``user_mask`` + ``combine`` (replace/union/intersect/subtract), ``keep_mask`` (pixels
+    that stay untouched whatever the region), ``rect`` ("left, top, right, bottom" fractions), ``eye``
+    (auto/left/right),
     ``dilate`` (px; negative erodes), ``feather`` (px), ``fill_holes``, ``keep_largest`` (0 = all).
     """
     return segment_detailed(image, domain, region, **options).mask

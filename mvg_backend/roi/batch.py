@@ -21,28 +21,35 @@ def prompt_hints(prompts: PromptPlan | None) -> tuple[list[str], str | None]:
     return hints, plan.domain if plan.domain in DOMAINS else None
 
 
-def segment_batch(images: Any, domain: str, region: str, *, user_masks: Any = None, prompts: PromptPlan | None = None,
-                  progress: Callable[[int, int], None] | None = None, **options: Any
-                  ) -> tuple[np.ndarray, np.ndarray, str]:
+def _mask_batch(masks: Any, count: int, name: str) -> np.ndarray | None:
+    if masks is None:
+        return None
+    arr = masks.detach().cpu().float().numpy() if hasattr(masks, "detach") else np.asarray(masks)
+    if arr.ndim == 2:
+        arr = arr[None]
+    if arr.ndim != 3 or arr.shape[0] not in (1, count):
+        raise MVGInputError(
+            f"{name}: got shape {tuple(arr.shape)} for {count} image(s); give one mask, or one per image."
+        )
+    return arr
+
+
+def segment_batch(images: Any, domain: str, region: str, *, user_masks: Any = None, keep_masks: Any = None,
+                  prompts: PromptPlan | None = None, progress: Callable[[int, int], None] | None = None,
+                  **options: Any) -> tuple[np.ndarray, np.ndarray, str]:
     """``(masks [B,H,W], overlays [B,H,W,3], summary)`` for images ``[B,H,W,C]`` (or one ``[H,W,C]``).
 
     ``user_masks``: ``[B,h,w]`` (one per image) or ``[1,h,w]``/``[h,w]`` (the same for all), resized to
-    each image. ``prompts``: MVG_PROMPTS; its stages' region hints narrow the mask.
+    each image; ``keep_masks`` likewise (what they mark stays untouched). ``prompts``: MVG_PROMPTS; its
+    stages' region hints name the region (``region="auto"``) or narrow it.
     """
     batch = images.detach().cpu().float().numpy() if hasattr(images, "detach") else np.asarray(images)
     if batch.ndim == 3 and batch.shape[-1] in (1, 3, 4):
         batch = batch[None]
     if batch.ndim != 4 or batch.shape[0] == 0:
         raise MVGInputError(f"image: expected a batch [B,H,W,C], got shape {tuple(batch.shape)}; connect an IMAGE.")
-    users = None
-    if user_masks is not None:
-        users = user_masks.detach().cpu().float().numpy() if hasattr(user_masks, "detach") else np.asarray(user_masks)
-        if users.ndim == 2:
-            users = users[None]
-        if users.ndim != 3 or users.shape[0] not in (1, batch.shape[0]):
-            raise MVGInputError(
-                f"mask: got shape {tuple(users.shape)} for {batch.shape[0]} image(s); give one mask, or one per image."
-            )
+    users = _mask_batch(user_masks, batch.shape[0], "mask")
+    keeps = _mask_batch(keep_masks, batch.shape[0], "keep_mask")
     hints, plan_domain = prompt_hints(prompts)
     header = [f"MVG ROIMask: domain {domain}, region {region}, {batch.shape[0]} image(s)"]
     if hints:
@@ -52,7 +59,8 @@ def segment_batch(images: Any, domain: str, region: str, *, user_masks: Any = No
     masks, previews, lines = [], [], []
     for i, image in enumerate(batch):
         user = None if users is None else users[i if users.shape[0] > 1 else 0]
-        result = segment_detailed(image, domain, region, hint=hints, user_mask=user, **options)
+        keep = None if keeps is None else keeps[i if keeps.shape[0] > 1 else 0]
+        result = segment_detailed(image, domain, region, hint=hints, user_mask=user, keep_mask=keep, **options)
         masks.append(result.mask)
         previews.append(overlay(image, result.mask))
         lines.append(f"image {i + 1}: " + result.describe())

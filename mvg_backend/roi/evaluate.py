@@ -2,9 +2,12 @@
 
 Manifest: one row per image. ``image`` is the image path (relative to the data folder; PNG, JPEG, TIFF,
 BMP, GIF or DICOM). Each ground-truth column is named after its region (``lungs``, ``left_lung``,
-``right_lung``, ``fov``, ``optic_disc``, ``macula``, ``retina``, ``lesion``; also ``fov_mask``,
+``right_lung``, ``heart``, ``fov``, ``optic_disc``, ``macula``, ``retina``, ``lesion``; also ``fov_mask``,
 ``od_mask``/``disc_mask``, ``lesion_mask``). ``left_lung`` + ``right_lung`` (the patient's sides) also
-give a ``lungs`` task (their union). An optional ``domain`` column overrides the domain the regions imply.
+give a ``lungs`` task (their union), and a ``mediastinum`` plausibility check (there is no mediastinum
+ground truth): the share of the predicted mediastinum that lies between the true lungs (inside their
+joint convex hull, outside both) and the share that overlaps a true lung. An optional ``domain`` column
+overrides the domain the regions imply.
 Ground truth is positive above half its range (above 127 for 8-bit; above 0 for 0/1 masks); the
 prediction is resized to the ground truth's size. A failure is an error or a Dice below 0.5.
 """
@@ -26,7 +29,7 @@ from .api import REGIONS_BY_DOMAIN, segment_detailed
 COLUMNS = {
     "lungs": "lungs", "left_lung": "left_lung", "right_lung": "right_lung", "fov": "fov", "fov_mask": "fov",
     "optic_disc": "optic_disc", "od_mask": "optic_disc", "disc_mask": "optic_disc", "macula": "macula",
-    "retina": "retina", "lesion": "lesion", "lesion_mask": "lesion",
+    "retina": "retina", "lesion": "lesion", "lesion_mask": "lesion", "heart": "heart",
 }
 FAIL_DICE = 0.5
 
@@ -40,6 +43,8 @@ class TaskScores:
     failures: int = 0
     fallbacks: int = 0
     centre_inside: list[bool] = field(default_factory=list)
+    between: list[float] = field(default_factory=list)  # mediastinum: share between the true lungs
+    overlap: list[float] = field(default_factory=list)  # mediastinum: share inside a true lung
     seconds: list[float] = field(default_factory=list)
 
 
@@ -95,6 +100,20 @@ def _resize_to(pred: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return cv2.resize(pred.astype(np.float32), (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR) >= 0.5
 
 
+def mediastinum_plausibility(mediastinum: np.ndarray, right: np.ndarray, left: np.ndarray) -> tuple[float, float]:
+    """``(share between the lungs, share overlapping a lung)`` of a predicted mediastinum (bool masks, same size).
+
+    Between: inside the convex hull of both true lungs and outside both of them."""
+    from skimage.morphology import convex_hull_image
+
+    area = float(mediastinum.sum())
+    if area == 0:
+        return 0.0, 0.0
+    lungs = right | left
+    gap = convex_hull_image(lungs) & ~lungs
+    return float((mediastinum & gap).sum()) / area, float((mediastinum & lungs).sum()) / area
+
+
 def evaluate(manifest: str | Path, data_dir: str | Path, limit: int | None = None,
              rows_out: list[dict] | None = None, progress=None) -> dict[str, TaskScores]:
     """Run :func:`segment_detailed` on every image of ``manifest`` and score each task."""
@@ -110,10 +129,13 @@ def evaluate(manifest: str | Path, data_dir: str | Path, limit: int | None = Non
     if "image" not in header:
         raise MVGInputError(f"{manifest.name}: needs an 'image' column (got {', '.join(header)}).")
     tasks = _tasks(header)
+    plausibility = "left_lung" in header and "right_lung" in header
     if not tasks:
         raise MVGInputError(f"{manifest.name}: no ground-truth column; name one after a region, e.g. "
                             f"{', '.join(sorted(set(COLUMNS)))}.")
     scores = {task: TaskScores() for task in tasks}
+    if plausibility:
+        scores["mediastinum"] = TaskScores()
     for n, row in enumerate(rows, start=1):
         first = next(iter(tasks))
         domain = row.get("domain") or _domain_of(first)
@@ -154,6 +176,15 @@ def evaluate(manifest: str | Path, data_dir: str | Path, limit: int | None = Non
             out.update(dice=f"{d:.4f}", iou=f"{i:.4f}")
             if rows_out is not None:
                 rows_out.append(out)
+        if plausibility and result is not None and "mediastinum" in result.analysis.parts:
+            try:
+                right, left = (binarise_truth(_read(data_dir / row[c])) for c in ("right_lung", "left_lung"))
+                between, overlap = mediastinum_plausibility(
+                    _resize_to(result.analysis.parts["mediastinum"], right.shape), right, left)
+                scores["mediastinum"].between.append(between)
+                scores["mediastinum"].overlap.append(overlap)
+            except Exception:  # counted as a failure of the check, as for the other tasks
+                scores["mediastinum"].failures += 1
         if progress:
             progress(n, len(rows))
     return scores
@@ -164,6 +195,12 @@ def report(name: str, scores: dict[str, TaskScores]) -> str:
     lines = [f"{name}", f"  {'task':<11} {'n':>4} {'Dice':>6} {'median':>7} {'min':>6} {'IoU':>6} "
                         f"{'failures':>8} {'fallbacks':>9} {'s/img':>6}  extra"]
     for task, s in scores.items():
+        if s.between:
+            lines.append(f"  {task:<11} {len(s.between):>4}  plausibility: between the true lungs "
+                         f"{np.mean(s.between):.1%} "
+                         f"(min {np.min(s.between):.1%}), overlapping a true lung {np.mean(s.overlap):.1%} "
+                         f"(max {np.max(s.overlap):.1%})")
+            continue
         if not s.dice:
             lines.append(f"  {task:<11} {0:>4} {'-':>6} {'-':>7} {'-':>6} {'-':>6} {s.failures:>8} {s.fallbacks:>9}")
             continue

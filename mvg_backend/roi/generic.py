@@ -9,7 +9,7 @@ import numpy as np
 from ..errors import MVGInputError
 from ..io.images import as_mask
 
-COMBINE_MODES = ("replace", "union", "intersect")
+COMBINE_MODES = ("replace", "union", "intersect", "subtract")
 
 
 def full(size: tuple[int, int]) -> np.ndarray:
@@ -54,7 +54,8 @@ def rectangle(size: tuple[int, int], rect: Any) -> np.ndarray:
 
 def combine(auto: np.ndarray | None, user: Any, mode: str, size: tuple[int, int]) -> tuple[np.ndarray, list[str]]:
     """Combine the automatic mask with a user mask (resized to ``size=(H, W)``): ``replace``, ``union``
-    (max) or ``intersect`` (min). ``auto`` may be None only for ``replace``."""
+    (max), ``intersect`` (min) or ``subtract`` (``auto * (1 - user)``: the user mask is kept out of the
+    region). ``auto`` may be None only for ``replace``."""
     if mode not in COMBINE_MODES:
         raise MVGInputError(f"combine={mode!r}: use one of {', '.join(COMBINE_MODES)}.")
     user_mask, notes = as_mask(user, size, name="user mask")
@@ -62,4 +63,11 @@ def combine(auto: np.ndarray | None, user: Any, mode: str, size: tuple[int, int]
         return user_mask, notes
     if mode == "union":
         return np.maximum(auto, user_mask), notes
+    if mode == "subtract":
+        return (auto * (1.0 - user_mask)).astype(np.float32), notes
     return np.minimum(auto, user_mask), notes
+
+
+def as_user_mask(user: Any, size: tuple[int, int], name: str = "user mask") -> tuple[np.ndarray, list[str]]:
+    """A user-drawn mask as float ``[H,W]`` in 0..1 at ``size`` (see ``io.images.as_mask``)."""
+    return as_mask(user, size, name=name)

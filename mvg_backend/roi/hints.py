@@ -3,13 +3,19 @@
 Chest X-ray: a side (``right``/``left``, the patient's; ``bilateral``/``both``) and a zone: the upper,
 middle or lower third of each lung's height (``upper``/``apex``/``apical``; ``middle``/``mid``/``hilar``/
 ``perihilar``/``lingula``; ``lower``/``base``/``basal``/``basilar``/``costophrenic``), or without a zone
-``periphery``/``peripheral``/``pleura`` (the lateral third of each lung's width). Hints about the heart or
-mediastinum name no lung place.
+``periphery``/``peripheral``/``pleura`` (the lateral third of each lung's width); ``lung``/``lungs`` alone
+is both lungs. ``heart``/``cardiac`` is the cardiac silhouette; with ``adjacent``/``enlarging`` it is the
+heart dilated into the adjacent lung fields (cardiomegaly: room for the silhouette to grow).
+``mediastinum``/``mediastinal`` is the mediastinum, with a zone the upper/middle/lower third of its height;
+``retrocardiac`` the lower third; ``aorta``/``aortic`` the upper third.
 Fundus: ``macula``/``fovea``, ``disc``/``optic``/``papilla``/``cup``, ``peripapillary`` (a ring one disc
 diameter wide around the disc), ``posterior pole`` (2.5 disc diameters around the macula), ``retina``
 (the whole FOV), ``superior``/``inferior`` (above/below the disc–macula line).
-Skin: ``lesion`` is the lesion itself (no narrowing).
-Hints with none of these words leave the mask as it is, and the summary says so.
+Skin: ``lesion`` is the lesion; with ``surrounding``/``around``/``margin`` the lesion and a rim of skin
+around it (a quarter of its diameter wide), where a growing lesion spreads.
+Several places in one hint are separated by ``;`` (e.g. "heart and the adjacent lung fields; right lower
+lung"); each is resolved on its own (``split_hints``). Hints with none of these words leave the mask as it
+is, and the summary says so.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import re
 import cv2
 import numpy as np
 
+from .mediastinum import enlarged_heart
 from .prep import disk, ellipse_mask
 from .types import Analysis
 
@@ -30,7 +37,10 @@ _ZONES = {
     2: ("lower", "base", "basal", "bases", "basilar", "costophrenic", "basally"),
 }
 _PERIPHERY = ("periphery", "peripheral", "pleura", "pleural", "subpleural")
-_NOT_LUNG = ("heart", "cardiac", "mediastinum", "mediastinal", "retrocardiac", "aorta", "aortic")
+_HEART = ("heart", "cardiac", "cardiomegaly", "pericardial")
+_ENLARGE = ("adjacent", "enlarging", "enlarged", "enlargement", "growing")
+_MEDIASTINUM = ("mediastinum", "mediastinal", "retrocardiac", "aorta", "aortic", "hiatal")
+_LUNG = ("lung", "lungs")
 _FUNDUS = {
     "macula": ("macula", "macular", "fovea", "foveal", "perifoveal", "parafoveal"),
     "optic_disc": ("disc", "disk", "optic", "papilla", "papillary", "cup"),
@@ -40,6 +50,11 @@ _FUNDUS = {
     "posterior_pole": ("posterior",),
     "retina": ("retina", "retinal", "fundus"),
 }
+
+
+def split_hints(hint: str) -> list[str]:
+    """The places of one hint: ``"heart; right lower lung"`` -> ``["heart", "right lower lung"]``."""
+    return [p.strip() for p in hint.split(";") if p.strip()]
 
 
 def disk_mask(shape: tuple[int, int], x: float, y: float, radius: float) -> np.ndarray:
@@ -70,13 +85,30 @@ def _lateral_third(part: np.ndarray, lateral_is_left: bool) -> np.ndarray:
     return band[None, :] & (part >= 0.5)
 
 
+def _mediastinal(words: set[str], analysis: Analysis) -> np.ndarray | None:
+    parts = analysis.parts
+    if words & set(_HEART) and "heart" in parts:
+        return enlarged_heart(analysis) if words & set(_ENLARGE) else parts["heart"] >= 0.5
+    if words & set(_MEDIASTINUM) and "mediastinum" in parts:
+        mediastinum = parts["mediastinum"] >= 0.5
+        zones = [z for z, names in _ZONES.items() if words & set(names)]
+        if "retrocardiac" in words or "hiatal" in words:
+            zones.append(2)
+        if words & {"aorta", "aortic"}:
+            zones.append(0)
+        if zones:
+            return np.logical_or.reduce([_zone(mediastinum, z) for z in set(zones)])
+        return mediastinum
+    return None
+
+
 def _chest(words: set[str], analysis: Analysis) -> np.ndarray | None:
-    if words & set(_NOT_LUNG):
-        return None
+    if words & set(_HEART + _MEDIASTINUM):
+        return _mediastinal(words, analysis)
     sides = [s for w, names in _SIDES.items() if w in words for s in names] or ["right_lung", "left_lung"]
     zones = [z for z, names in _ZONES.items() if words & set(names)]
     periphery = bool(words & set(_PERIPHERY)) and not zones
-    if not zones and not periphery and not words & set(_SIDES):
+    if not zones and not periphery and not words & set(_SIDES) and not words & set(_LUNG):
         return None
     out = np.zeros(next(iter(analysis.parts.values())).shape, bool)
     for side in set(sides):
@@ -121,11 +153,21 @@ def _fundus(words: set[str], analysis: Analysis) -> np.ndarray | None:
     return out
 
 
+def _skin(words: set[str], analysis: Analysis) -> np.ndarray:
+    lesion = analysis.parts["lesion"] >= 0.5
+    if not words & {"surrounding", "around", "margin", "margins", "rim"} or not lesion.any():
+        return lesion
+    diameter = 2.0 * np.sqrt(lesion.sum() / np.pi)
+    return cv2.dilate(lesion.astype(np.uint8), disk(max(1, round(0.25 * diameter)))) > 0
+
+
 def hint_mask(hint: str, domain: str, analysis: Analysis | None, size: tuple[int, int]) -> np.ndarray | None:
     """The place a hint names, as a bool mask of ``size``, or None when it names no place this domain knows."""
     words = _words(hint)
     if domain == "skin" and "lesion" in words:
-        return np.ones(size, bool)
+        if analysis is None or "lesion" not in analysis.parts:
+            return np.ones(size, bool)
+        return _skin(words, analysis)
     if analysis is None:
         return None
     if domain == "chest_xray":
