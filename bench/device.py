@@ -171,8 +171,12 @@ def pie_loop_copies(backend: DiffusersBackend, image: np.ndarray, steps: int) ->
     n = denoising_steps(0.5, steps)
     spec = RoundSpec(steps=steps, denoise_steps=n, guidance=7.5, seed=0, noise=noise, anchor_noise=anchor,
                      generator=generator)
-    with DeviceCopyCounter(loop_start=backend.unet) as counter:
-        backend.denoise(z0, z0, mask, text, spec)
+    compiled, backend.compile = backend.compile, False  # the counter watches the eager loop (a dispatch mode)
+    try:
+        with DeviceCopyCounter(loop_start=backend.unet) as counter:
+            backend.denoise(z0, z0, mask, text, spec)
+    finally:
+        backend.compile = compiled
     return counter.total_copies, counter.syncs, n
 
 
