@@ -67,7 +67,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np
 import torch
 
-from bench.models import BUILDERS, synthetic_case
+from bench.models import BUILDERS, build_small, build_sd15, synthetic_case  # noqa: F401 (build_*: re-exported)
 from bench.pie_reference import BETA1, BETA2, GUIDANCE, PROMPT, SEED, ReferencePIE, Setting
 from bench.timing import ForwardTimer, Measure, Span, measure, now, since
 from mvg_backend.pie import DiffusersBackend, denoising_steps, progressive_edit

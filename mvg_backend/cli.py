@@ -1,4 +1,4 @@
-"""Headless CLI: ``python -m mvg_backend demo|pie ...``. Run with ``-h`` for the options."""
+"""Headless CLI: ``python -m mvg_backend demo|run|batch|pie ...``. Run with ``-h`` for the options."""
 
 from __future__ import annotations
 
@@ -15,8 +15,6 @@ from .errors import MVGInputError, MVGRuntimeError
 from .io import as_mask, as_rgb_image
 from .io.files import OutputDir, read_image, to_uint8, write_png
 
-DEMO_REPORT = ("Mild non-proliferative diabetic retinopathy with scattered microaneurysms at the posterior pole. "
-               "No macular edema.")
 DTYPES = ("fp32", "fp16", "bf16")
 SCHEDULER_NAMES = ("ddim", "pndm", "ddpm", "euler", "euler_ancestral", "dpmpp_2m")  # = pie.schedulers.SCHEDULERS
 
@@ -57,11 +55,9 @@ def _add_pie_args(p: argparse.ArgumentParser, *, rounds: int, steps: int) -> Non
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m mvg_backend", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="report -> stage prompts -> retina ROI -> progressive editing of a shipped "
-                                       "fundus photo (skimage retina, CC0)")
-    demo.add_argument("--size", type=int, default=256, help="working size in pixels (square)")
-    _add_model_args(demo)
-    _add_pie_args(demo, rounds=6, steps=20)
+    from .cli_pipeline import add_pipeline_commands
+
+    add_pipeline_commands(sub, _add_model_args)  # demo, run, batch: the whole pipeline (cli_pipeline.py)
     pie = sub.add_parser("pie", help="progressive editing of your image")
     pie.add_argument("--image", type=Path, required=True)
     pie.add_argument("--mask", type=Path, help="mask image, white = editable (default: whole image)")
@@ -75,36 +71,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _load_backend(args: argparse.Namespace) -> tuple[Any, str]:
-    import torch
+    from .pipeline import load_pie_backend
 
-    from .pie import DiffusersBackend
-    from .pie.random_model import NOTE, random_tiny_backend
-
-    dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[args.dtype]
-    common = dict(unet=args.unet, scheduler=args.scheduler, device=args.device, dtype=dtype, compile=args.compile)
-    if args.checkpoint:
-        return DiffusersBackend.from_single_file(args.checkpoint, config=args.config, **common), ""
-    if args.model_dir:
-        return DiffusersBackend.from_pretrained(args.model_dir, **common), ""
-    if args.unet or args.config:
-        raise MVGInputError("--unet and --config need a base model: pass --checkpoint or --model-dir.")
-    backend = random_tiny_backend(seed=args.seed)
-    backend.compile = args.compile
-    return backend, NOTE
-
-
-def _demo_inputs(size: int) -> tuple[np.ndarray, np.ndarray, Any]:
-    """The CC0 scikit-image fundus photo, its stage plan from a sample report, and its automatic retina ROI."""
-    from skimage import data
-
-    from .prompts import plan
-    from .roi import segment
-
-    image = cv2.resize(data.retina(), (size, size), interpolation=cv2.INTER_AREA)
-    stages = plan(DEMO_REPORT, "fundus", stages=3)
-    hints = [s.roi_hint for s in stages.stages if s.roi_hint]
-    mask = segment(image, "fundus", "retina", hint=hints or None, feather=size / 64)
-    return image, mask, stages
+    backend, note = load_pie_backend(checkpoint=args.checkpoint, model_dir=args.model_dir, config=args.config,
+                                     unet=args.unet, scheduler=args.scheduler, device=args.device, dtype=args.dtype,
+                                     seed=args.seed)
+    backend.compile = bool(getattr(args, "compile", False))  # --compile: torch.compile the UNet
+    return backend, note
 
 
 def contact_sheet(frames: np.ndarray, labels: Sequence[str], columns: int = 6) -> np.ndarray:
@@ -143,21 +116,20 @@ def run(args: argparse.Namespace) -> int:
     from .prompts import parse_prompt_lines
     from .provenance import pie_provenance
 
+    if args.command in ("demo", "run", "batch"):
+        from .cli_pipeline import run_command
+
+        return run_command(args)
     with OutputDir(args.out, overwrite=args.overwrite) as out:
-        if args.command == "demo":
-            image, mask, plan = _demo_inputs(args.size)
-            write_png(out / "input.png", as_rgb_image(image)[0])
-            inputs = {"image": out / "input.png"}
+        image = read_image(args.image)
+        mask = None if args.mask is None else read_image(args.mask)
+        inputs = {"image": args.image, **({"mask": args.mask} if args.mask else {})}
+        if args.prompts:
+            if not args.prompts.is_file():
+                raise MVGInputError(f"--prompts {str(args.prompts)!r} does not exist.")
+            plan = parse_prompt_lines(args.prompts.read_text(encoding="utf-8"), args.negative)
         else:
-            image = read_image(args.image)
-            mask = None if args.mask is None else read_image(args.mask)
-            inputs = {"image": args.image, **({"mask": args.mask} if args.mask else {})}
-            if args.prompts:
-                if not args.prompts.is_file():
-                    raise MVGInputError(f"--prompts {str(args.prompts)!r} does not exist.")
-                plan = parse_prompt_lines(args.prompts.read_text(encoding="utf-8"), args.negative)
-            else:
-                plan = parse_prompt_lines("\n".join(args.prompt), args.negative)
+            plan = parse_prompt_lines("\n".join(args.prompt), args.negative)
         backend, model_note = _load_backend(args)
         if model_note:
             print(f"note: {model_note}", file=sys.stderr)

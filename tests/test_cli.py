@@ -1,4 +1,4 @@
-"""The headless CLI: demo and pie commands, outputs, provenance, and all-or-nothing writes."""
+"""The headless CLI: the demo (whole pipeline) and pie commands, outputs, provenance, and all-or-nothing writes."""
 
 from __future__ import annotations
 
@@ -12,21 +12,28 @@ from fixtures.tiny_checkpoints import write_tiny_ldm_checkpoint
 from mvg_backend.cli import main
 
 
-def test_demo_writes_frames_keyframes_and_provenance(tmp_path, capsys):
+def test_demo_runs_the_whole_pipeline_to_a_video(tmp_path, capsys):
+    from mvg_backend.io.video import read_video
+
     out = tmp_path / "demo"
     assert main(["demo", "--out", str(out), "--size", "64", "--rounds", "3", "--steps", "4", "--seed", "5"]) == 0
     frames = sorted((out / "frames").glob("*.png"))
-    assert len(frames) == 4 and len(list((out / "keyframes").glob("*.png"))) == 4
+    # 4 keyframes (original + 3 stages) -> 3 transitions of 16 frames, joined: 3*15 + 1
+    assert len(frames) == 46 and len(list((out / "keyframes").glob("*.png"))) == 4
+    video, fps, codec = read_video(out / "video.mp4")
+    assert video.shape == (46, 64, 64, 3) and fps == pytest.approx(8.0) and codec == "h264"
     first = cv2.imread(str(frames[0]))
     assert first.shape == (64, 64, 3)
     assert np.array_equal(first, cv2.imread(str(out / "input.png")))
     prov = json.loads((out / "provenance.json").read_text())
-    assert [f["seed"] for f in prov["frames"]] == [None, 5, 6, 7]
-    assert prov["settings"]["stage_rounds"] == [1, 1, 1]
+    assert [f["seed"] for f in prov["pie"]["frames"]] == [None, 5, 6, 7]
+    assert prov["pie"]["settings"]["stage_rounds"] == [1, 1, 1]
     assert prov["inputs"]["image"]["name"] == "input.png" and len(prov["inputs"]["image"]["sha256"]) == 64
     assert "random-weight tiny" in prov["model_note"]
     assert "random-weight tiny" in (out / "summary.txt").read_text()
-    assert "wrote 4 frames, 4 keyframes" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "wrote 46 frames (video.mp4 at 8 fps)" in printed
+    assert "random-weight tiny model, so the edited region is noise" in printed and "--checkpoint" in printed
 
 
 def test_pie_command_with_single_file_checkpoint(tmp_path, phantom):

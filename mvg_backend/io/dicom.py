@@ -54,10 +54,9 @@ def read_dicom(path: str | Path, window: str | tuple[float, float] = "auto", fra
     try:
         pixels = ds.pixel_array
     except Exception as exc:  # decoders raise many types
-        raise MVGInputError(
-            f"{p.name!r}: cannot decode its pixel data ({exc}). For compressed DICOM install a decoder, "
-            "e.g. pip install pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg."
-        ) from None
+        from .dicom_info import decoder_hint
+
+        raise MVGInputError(decoder_hint(ds, p.name, exc)) from None
     frames = int(ds.get("NumberOfFrames", 1) or 1)
     samples = int(ds.get("SamplesPerPixel", 1))
     if frames > 1:

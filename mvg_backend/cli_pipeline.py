@@ -1,0 +1,226 @@
+"""The whole-pipeline commands of ``python -m mvg_backend``: ``demo``, ``run`` and ``batch``.
+
+Every :class:`~mvg_backend.pipeline.PipelineConfig` field is a flag (``rounds`` -> ``--rounds``,
+``transition_steps`` -> ``--transition-steps``; booleans also as ``--no-...``). Only the flags given change the
+command's defaults (the nodes' defaults for ``run``/``batch``, quick settings for ``demo``); in a batch,
+a CSV cell overrides them for its row.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+from .pipeline import NO_TRANSITION, LoadedModels, PipelineConfig, config_fields
+
+DEMO_REPORT = ("Mild non-proliferative diabetic retinopathy with scattered microaneurysms at the posterior pole. "
+               "No macular edema.")
+DEMO_DEFAULTS = dict(domain="fundus", rounds=6, steps=20, feather=4.0)
+GROUP_TITLES = {
+    "prompts": "ReportToPrompts", "roi": "ROIMask", "pie": "ProgressiveEdit (PIE; reference defaults)",
+    "transition": "SEINETransition (official defaults; without --seine: optical-flow fallback)",
+    "output": "video and DICOM",
+}
+_TYPES = {"int": int, "float": float, "str": str}
+
+
+def add_config_args(p: argparse.ArgumentParser, *, skip: tuple[str, ...] = (), base: PipelineConfig | None = None) -> None:
+    """One flag per config field, default None (= keep the command's default, shown in the help)."""
+    base = base or PipelineConfig()
+    groups: dict[str, Any] = {}
+    for f in config_fields():
+        if f.name in skip:
+            continue
+        group_name = f.metadata.get("group", "")
+        if group_name not in groups:
+            groups[group_name] = p.add_argument_group(GROUP_TITLES.get(group_name, group_name))
+        g = groups[group_name]
+        flag = "--" + f.name.replace("_", "-")
+        default = getattr(base, f.name)
+        help_text = f"{f.metadata.get('help', '')} (default: {default!r})".replace("%", "%%")
+        if f.type in ("bool", bool):
+            g.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        else:
+            g.add_argument(flag, dest=f.name, type=_TYPES.get(f.type, str), default=None,
+                           choices=f.metadata.get("choices"), help=help_text)
+
+
+def config_from_args(args: argparse.Namespace, base: PipelineConfig) -> PipelineConfig:
+    given = {f.name: getattr(args, f.name) for f in config_fields() if getattr(args, f.name, None) is not None}
+    return base.replace(**given).check()
+
+
+def add_pipeline_commands(sub: Any, add_model_args: Callable[[argparse.ArgumentParser], None]) -> None:
+    """Add ``demo``, ``run`` and ``batch`` to the CLI's sub-parsers."""
+    demo = sub.add_parser("demo", help="the whole pipeline on shipped inputs (a sample fundus report and the CC0 "
+                                       "scikit-image fundus photo) to video.mp4")
+    demo.add_argument("--size", type=int, default=256, help="working size in pixels (square)")
+    _add_common(demo, add_model_args)
+    add_config_args(demo, skip=("domain", "dicom_copy_patient"), base=PipelineConfig(**{**DEMO_DEFAULTS, "feather": "size/64"}))
+
+    run = sub.add_parser("run", help="one case: --image and --report to video.mp4, frames, keyframes, mask, plan and "
+                                     "provenance")
+    run.add_argument("--image", type=Path, required=True, help="PNG, JPEG, 16-bit PNG, TIFF or DICOM")
+    run.add_argument("--report", required=True,
+                     help="the report as a text file, or - to read it from standard input (never the text itself: "
+                          "shell history and process lists would keep it)")
+    run.add_argument("--mask", type=Path, help="your ROI mask image (white = may change), joined by --combine")
+    run.add_argument("--keep-mask", type=Path, help="a mask image of what must stay untouched (tubes, lines, a "
+                                                   "ruler), even inside the ROI")
+    run.add_argument("--domain", required=True, choices=PipelineConfig.__dataclass_fields__["domain"].metadata["choices"],
+                     help="imaging domain")
+    _add_common(run, add_model_args)
+    add_config_args(run, skip=("domain",))
+
+    batch = sub.add_parser("batch", help="many cases from a CSV or a folder; resumable; summary.csv at the end")
+    batch.add_argument("cases", type=Path, help="a CSV (image, report, optional mask and case, any parameter as a "
+                                                "column) or a folder of cases (one sub-folder each: image.* + "
+                                                "report.txt [+ mask.*, params.json])")
+    batch.add_argument("--debug", action="store_true", help="put the traceback of failing cases in the summary")
+    _add_common(batch, add_model_args, overwrite=False)
+    add_config_args(batch)
+
+
+def _add_common(p: argparse.ArgumentParser, add_model_args: Callable, *, overwrite: bool = True) -> None:
+    add_model_args(p)
+    p.add_argument("--seine", type=Path, help="SEINE checkpoint (.safetensors, or a weights-only .pt); runs on the "
+                                              "SD model's VAE and CLIP")
+    p.add_argument("--dicom-out", nargs="?", const="sequence.dcm", default=None, metavar="NAME",
+                   help="also write the frames as one multi-frame DICOM Secondary Capture (cine) named NAME in the "
+                        "output folder (default name: sequence.dcm)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--out", type=Path, required=True,
+                   help="output folder" + (" (must be new or empty)" if overwrite else "; finished cases are skipped"))
+    if overwrite:
+        p.add_argument("--overwrite", action="store_true", help="allow a non-empty --out")
+
+
+class StageBars:
+    """tqdm bars, one per stage (PIE model steps, transition steps), on standard error."""
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self.bars: dict[str, Any] = {}
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        from tqdm import tqdm
+
+        bar = self.bars.get(stage)
+        if bar is None or bar.total != total:
+            self.close()  # one bar at a time: the previous stage is done
+            label = {"pie": "PIE rounds (model steps)", "transitions": "transitions"}.get(stage, stage)
+            bar = self.bars[stage] = tqdm(total=total, desc=label, unit="step", file=sys.stderr, leave=True,
+                                          dynamic_ncols=True)
+        bar.update(max(0, done - bar.n))
+
+    def close(self) -> None:
+        for bar in self.bars.values():
+            bar.close()
+        self.bars.clear()
+
+
+def _models(args: argparse.Namespace, config: PipelineConfig) -> LoadedModels:
+    models = LoadedModels.load(checkpoint=args.checkpoint, model_dir=args.model_dir, config=args.config,
+                               unet=args.unet, seine=args.seine, scheduler=args.scheduler, device=args.device,
+                               dtype=args.dtype, seed=config.seed)
+    if models.note:
+        print(f"note: {models.note}", file=sys.stderr)
+        if args.checkpoint is None and args.model_dir is None and args.device == "cpu":
+            import torch
+
+            # the tiny model gains nothing from threads; on a busy machine OpenMP's waiting made it ~10x slower
+            torch.set_num_threads(1)
+    if args.seine is None and config.transition == "seine":
+        print("note: no --seine checkpoint: the transitions are optical-flow morphs (pass --seine FILE for SEINE).",
+              file=sys.stderr)
+    return models
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """``demo``, ``run`` or ``batch``; errors propagate as MVGInputError/MVGRuntimeError (the CLI prints them)."""
+    from .case import Case, check_output_args, run_case
+
+    if args.command == "batch":
+        return _batch(args)
+    if args.command == "demo":
+        base = PipelineConfig(**{**DEMO_DEFAULTS, "feather": args.size / 64})  # a soft ROI edge at any size
+        config = config_from_args(args, base)
+        image = _demo_image(args.size)
+        case = Case(image=image, report_text=DEMO_REPORT, name="demo")
+    else:
+        config = config_from_args(args, PipelineConfig(domain=args.domain))
+        case = Case(image=args.image, report=args.report, mask=args.mask, keep_mask=args.keep_mask,
+                    name=Path(args.out).name)
+    _check_out(args.out, args.overwrite)  # before the models load
+    check_output_args(config, args.dicom_out, case.image)
+    models = _models(args, config)
+    bars = StageBars(enabled=not args.no_progress)
+    try:
+        outcome = run_case(case, config, models, args.out, overwrite=args.overwrite, dicom_out=args.dicom_out,
+                           progress=bars)
+    finally:
+        bars.close()
+    shares = ", ".join(f"{k} {v:.1f}s" for k, v in outcome.timings.items())
+    print(f"wrote {outcome.frames} frames (video.mp4 at {config.fps:g} fps) to {args.out} in {outcome.seconds:.1f}s "
+          f"({shares}; model load {models.load_seconds:.1f}s)")
+    if args.command == "demo" and models.note:
+        print("The demo ran on a random-weight tiny model, so the edited region is noise. For real edits pass an SD "
+              "1.x checkpoint: python -m mvg_backend demo --out out/demo --checkpoint sd15.safetensors "
+              "(and --seine seine.safetensors for SEINE transitions).")
+    return 0
+
+
+def _check_out(out: Path, overwrite: bool) -> None:
+    from .errors import MVGInputError
+
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise MVGInputError(f"--out {str(out)!r} is a file; give a folder.")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise MVGInputError(f"--out {str(out)!r} is not empty; choose a new folder or pass --overwrite (only the "
+                            "files this run writes are replaced).")
+
+
+def _demo_image(size: int):
+    import cv2
+    from skimage import data
+
+    from .errors import MVGInputError
+
+    if not 64 <= size <= 2048:
+        raise MVGInputError(f"--size {size}: use 64..2048 pixels.")
+    return cv2.resize(data.retina(), (size, size), interpolation=cv2.INTER_AREA)
+
+
+def _batch(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .batch import format_summary, load_cases, run_batch
+
+    from .case import check_output_args
+
+    config = config_from_args(args, PipelineConfig())
+    check_output_args(config.replace(dicom_copy_patient=False), args.dicom_out, None)
+    cases = load_cases(args.cases)
+    models = _models(args, config)
+    bar = tqdm(total=len(cases), desc="cases", unit="case", file=sys.stderr, disable=args.no_progress)
+
+    def on_case(outcome) -> None:
+        bar.set_postfix_str(f"{outcome.name}: {outcome.status}")
+        bar.update(1)
+
+    try:
+        outcomes = run_batch(cases, config, models, args.out, dicom_out=args.dicom_out, on_case=on_case,
+                             debug=args.debug)
+    finally:
+        bar.close()
+    print(format_summary(outcomes))
+    print(f"summary written to {Path(args.out) / 'summary.csv'}; models loaded once in {models.load_seconds:.1f}s")
+    return 1 if any(o.status == "failed" for o in outcomes) else 0
+
+
+__all__ = ["DEMO_REPORT", "NO_TRANSITION", "add_pipeline_commands", "config_from_args", "run_command"]
