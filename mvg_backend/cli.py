@@ -31,6 +31,8 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
                         "euler_ancestral, dpmpp_2m")
     g.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
     g.add_argument("--dtype", default="fp32", choices=DTYPES)
+    g.add_argument("--compile", action="store_true",
+                   help="run the UNet through torch.compile (compiles on the first round; for long GPU runs)")
 
 
 def _add_pie_args(p: argparse.ArgumentParser, *, rounds: int, steps: int) -> None:
@@ -74,8 +76,11 @@ def build_parser() -> argparse.ArgumentParser:
 def _load_backend(args: argparse.Namespace) -> tuple[Any, str]:
     from .pipeline import load_pie_backend
 
-    return load_pie_backend(checkpoint=args.checkpoint, model_dir=args.model_dir, config=args.config, unet=args.unet,
-                            scheduler=args.scheduler, device=args.device, dtype=args.dtype, seed=args.seed)
+    backend, note = load_pie_backend(checkpoint=args.checkpoint, model_dir=args.model_dir, config=args.config,
+                                     unet=args.unet, scheduler=args.scheduler, device=args.device, dtype=args.dtype,
+                                     seed=args.seed)
+    backend.compile = bool(getattr(args, "compile", False))  # --compile: torch.compile the UNet
+    return backend, note
 
 
 def contact_sheet(frames: np.ndarray, labels: Sequence[str], columns: int = 6) -> np.ndarray:

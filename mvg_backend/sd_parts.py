@@ -2,6 +2,11 @@
 
 Pixels cross as float ``[N,H,W,3]`` in 0..1; latents are the VAE's, times ``scale`` after subtracting
 ``shift`` (SD 1.x: 0.18215 and 0).
+
+Precision policy: SD's VAE overflows in fp16 (the decoder's activations pass 65504 at 512 px and above, and
+the frames come out NaN or black), so an fp16 VAE is upcast to float32 in place before its first use
+(:func:`upcast_fp16_vae`, as diffusers' ``force_upcast``); a VAE whose config says ``force_upcast=False`` (an
+fp16-safe VAE) stays fp16. bf16 has fp32's exponent range and stays bf16. Latents always cross as float32.
 """
 
 from __future__ import annotations
@@ -16,12 +21,28 @@ def vae_scale_shift(vae: Any) -> tuple[float, float]:
     return float(vae.config.scaling_factor), float(getattr(vae.config, "shift_factor", None) or 0.0)
 
 
+def vae_compute_dtype(vae: Any) -> torch.dtype:
+    """The dtype the VAE runs in under the policy above: float32 for an fp16 VAE (unless it is fp16-safe)."""
+    dtype = vae.dtype
+    if dtype == torch.float16 and getattr(vae.config, "force_upcast", True):
+        return torch.float32
+    return dtype
+
+
+def upcast_fp16_vae(vae: Any) -> Any:
+    """Cast an fp16 VAE to float32 in place (once) unless its config declares it fp16-safe; returns it."""
+    if vae_compute_dtype(vae) != vae.dtype:
+        vae.to(torch.float32)
+    return vae
+
+
 @torch.no_grad()
 def vae_encode(vae: Any, images: torch.Tensor, *, scale: float, shift: float = 0.0,
                generator: torch.Generator | None = None) -> torch.Tensor:
     """Pixels -> latents (float32): the posterior mode, or a sample drawn with ``generator``."""
     # contiguous NCHW: on a channels-last view the GroupNorm of a flat (grey) image is ill-conditioned and
     # its latents would depend on what else is in the batch
+    upcast_fp16_vae(vae)
     x = images.permute(0, 3, 1, 2).contiguous().to(vae.device, vae.dtype) * 2 - 1
     posterior = vae.encode(x).latent_dist
     latents = posterior.mode() if generator is None else posterior.sample(generator=generator)
@@ -30,7 +51,8 @@ def vae_encode(vae: Any, images: torch.Tensor, *, scale: float, shift: float = 0
 
 @torch.no_grad()
 def vae_decode(vae: Any, latents: torch.Tensor, *, scale: float, shift: float = 0.0) -> torch.Tensor:
-    """Latents -> pixels ``[N,H,W,3]`` float32 in 0..1 on the CPU."""
+    """Latents -> pixels ``[N,H,W,3]`` float32 in 0..1 on the CPU; an fp16 VAE decodes in float32 (see above)."""
+    upcast_fp16_vae(vae)
     images = vae.decode((latents / scale + shift).to(vae.device, vae.dtype)).sample
     return ((images.float() + 1) / 2).clamp(0, 1).permute(0, 2, 3, 1).cpu()
 

@@ -60,13 +60,21 @@ class Attention(nn.Module):
 class RotaryEmbedding(nn.Module):
     """RoPE over frame positions ``0..f-1`` on the first ``dim`` channels of each head (interleaved pairs).
 
-    ``freqs[i] = 10000^(-2i/dim)`` is a buffer because checkpoints carry it. Angles and the rotation are
-    computed in float32 whatever the model's dtype (angles reach ``f`` radians).
+    ``freqs[i] = 10000^(-2i/dim)`` is a buffer because checkpoints carry it. It stays float32 when the model is
+    cast (``.half()``, ``.to(dtype)``): in bf16 a frequency would be off by up to 0.4%, the angle at frame 15 by
+    0.06 rad. Angles and the rotation are computed in float32 whatever the model's dtype.
     """
 
     def __init__(self, dim: int) -> None:
         super().__init__()
         self.register_buffer("freqs", 1.0 / 10000 ** (torch.arange(0, dim, 2, dtype=torch.float32) / dim))
+
+    def _apply(self, fn, recurse=True):  # type: ignore[override]
+        exact = self.freqs
+        module = super()._apply(fn, recurse)
+        if self.freqs.dtype != torch.float32:
+            self.freqs = exact.to(device=self.freqs.device)
+        return module
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Rotate ``x [..., frames, head_dim]``; channels past ``dim`` pass through unchanged."""

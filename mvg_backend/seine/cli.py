@@ -55,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "size), or the keyframes' native size")
     run.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
     run.add_argument("--dtype", choices=DTYPES, default="fp32")
+    run.add_argument("--compile", action="store_true",
+                     help="run SEINE's UNet through torch.compile (compiles on the first step; for GPU runs)")
     return parser
 
 
@@ -77,7 +79,8 @@ def _transition(args: argparse.Namespace) -> int:
 
         result = transition_frames(keyframes, method=args.method, backend=backend, frames=args.frames,
                                    steps=args.steps, cfg=args.cfg, sampler=args.sampler, seed=args.seed,
-                                   prompt=args.prompt, resolution=args.resolution, progress=progress)
+                                   prompt=args.prompt, resolution=args.resolution, progress=progress,
+                                   compile=args.compile)
         print(file=sys.stderr)
         (out / "frames").mkdir()
         for i, frame in enumerate(result.frames):

@@ -197,9 +197,28 @@ def _check_settings(method: str, frames: int, steps: int, cfg: float, sampler: s
         raise MVGInputError(f"vae_chunk={vae_chunk!r}: use an integer >= 1 (frames per VAE call).")
 
 
+def step_generator(generator: torch.Generator, device: torch.device, seed: int) -> torch.Generator:
+    """The generator of DDPM's per-step noise: on the CPU the transition's own (it goes on after the start
+    noise, as in the official sampler); on a GPU one on that device seeded with ``seed``, so every step draws
+    its noise where it is used instead of copying it from the host (DDPM runs on a GPU therefore differ from
+    CPU runs of the same seed after the start; DDIM, deterministic, does not)."""
+    if device.type in ("cpu", "meta"):
+        return generator
+    return torch.Generator(device).manual_seed(seed)
+
+
+def compiled(unet: torch.nn.Module) -> Any:
+    """``torch.compile(unet)``, made once per network and kept on it (compiling takes a while)."""
+    forward = getattr(unet, "_mvg_compiled", None)
+    if forward is None:
+        forward = torch.compile(unet)
+        object.__setattr__(unet, "_mvg_compiled", forward)  # not a submodule: state_dict() stays the network's
+    return forward
+
+
 def _seine_interiors(backend: SEINEBackend, keyframes: np.ndarray, *, frames: int, steps: int, cfg: float,
                      sampler: str, seed: int, prompt: str, vae_chunk: int,
-                     progress: ProgressCallback | None) -> np.ndarray:
+                     progress: ProgressCallback | None, compile: bool = False) -> np.ndarray:
     """Generated in-between frames ``[K−1, frames−2, H, W, 3]`` for padded keyframes ``[K,H,W,3]``."""
     transitions = len(keyframes) - 1
     inner = frames - 2
@@ -230,9 +249,11 @@ def _seine_interiors(backend: SEINEBackend, keyframes: np.ndarray, *, frames: in
     for j in range(transitions):
         generator = torch.Generator("cpu").manual_seed((seed + j) % 2**64)
         mask, video = onelast_conditioning(latents[j], latents[j + 1], latents[-1], frames)
-        noise = torch.randn(video.shape, generator=generator).to(device)
-        result = sample(unet, noise, mask, video, cond, uncond, steps=steps, cfg=cfg, sampler=sampler,
-                        generator=generator, callback=lambda n, _total, j=j: report(j * steps + n))
+        noise = torch.randn(video.shape, generator=generator).to(device)  # the start: the same on every device
+        result = sample(compiled(unet) if compile else unet, noise, mask, video, cond, uncond, steps=steps, cfg=cfg,
+                        sampler=sampler,
+                        generator=step_generator(generator, device, (seed + j) % 2**64),
+                        callback=lambda n, _total, j=j: report(j * steps + n))
         if not torch.isfinite(result).all():
             raise MVGRuntimeError(f"SEINE produced NaN/inf latents in transition {j + 1}: in fp16 try bf16 or fp32.")
         generated.append(result[0, :, 1:-1].transpose(0, 1).cpu())  # [inner, 4, h, w]
@@ -249,13 +270,14 @@ def transition_frames(keyframes: Any, *, method: str = "seine", backend: SEINEBa
                       frames: int = DEFAULT_FRAMES, steps: int = DEFAULT_STEPS, cfg: float = DEFAULT_CFG,
                       sampler: str = DEFAULT_SAMPLER, seed: int = 0, prompt: str = DEFAULT_PROMPT,
                       resolution: str = DEFAULT_RESOLUTION, vae_chunk: int = VAE_CHUNK,
-                      progress: ProgressCallback | None = None) -> TransitionResult:
+                      progress: ProgressCallback | None = None, compile: bool = False) -> TransitionResult:
     """Frames through all ``keyframes`` (batch ``[K,H,W,C]`` or a list), ``frames`` per transition.
 
     ``method="seine"`` needs ``backend`` (a :class:`SEINEBackend`); without one the optical-flow fallback
     runs and the result says so. ``"optical_flow"`` and ``"crossfade"`` need no model. ``resolution`` (one
     of :data:`RESOLUTIONS`) is where SEINE works: ``"512 (official)"`` or the keyframes' ``"native"`` size;
-    the output always has the keyframes' size, and the fallbacks always work at it.
+    the output always has the keyframes' size, and the fallbacks always work at it. ``compile=True`` runs the
+    UNet through ``torch.compile`` (compiled once per network, on its first step).
     """
     _check_settings(method, frames, steps, cfg, sampler, seed, vae_chunk, resolution)
     images, notes = prepare_keyframes(keyframes)
@@ -277,7 +299,7 @@ def transition_frames(keyframes: Any, *, method: str = "seine", backend: SEINEBa
         notes += size_notes
         work_h, work_w = work.shape[1:3]
         inners = _seine_interiors(backend, work, frames=frames, steps=steps, cfg=cfg, sampler=sampler, seed=seed,
-                                  prompt=prompt, vae_chunk=vae_chunk, progress=progress)
+                                  prompt=prompt, vae_chunk=vae_chunk, progress=progress, compile=compile)
         if resolution == "native":
             inners = inners[:, :, :h, :w]
         else:
