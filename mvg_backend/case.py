@@ -59,6 +59,8 @@ class CaseOutcome:
     error: str = ""
     out: Path | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    gates: str = ""  # "pass" / "fail": the evaluation gates (metrics.json), "" when not evaluated
+    failed_gates: str = ""  # their names, space-separated
 
 
 def read_report(source: str | Path) -> str:
@@ -195,11 +197,33 @@ def run_case(case: Case, config: PipelineConfig, models: LoadedModels, out_dir: 
         timings = result.timings
         notes = write_outputs(out, result, config, dicom_out=dicom_out, dicom_source=image_path,
                               timings=timings)
+        gates = evaluate_case(out, result, image, notes, timings)
         provenance = case_provenance(result, config, models, inputs=inputs, report=report, extra_notes=notes)
         (out / FINISHED_MARKER).write_text(json.dumps(provenance, indent=2, ensure_ascii=False) + "\n",
                                            encoding="utf-8")
     return CaseOutcome(case.name, "ok", time.perf_counter() - start, int(len(result.frames)), out=Path(out_dir),
-                       timings=dict(timings))
+                       timings=dict(timings), **gates)
+
+
+def evaluate_case(out: Path, result: PipelineResult, image: Any, notes: list[str],
+                  timings: dict[str, float]) -> dict[str, str]:
+    """The evaluation (issue 11) of the case's video: ``metrics.json`` and ``metrics.png`` into ``out``, and the
+    gates for the summary. CLIP-I and the classifier need models the pipeline does not load (``python -m
+    mvg_backend evaluate`` adds them); a failure here is noted and never fails the case."""
+    from .metrics import evaluate_trajectory
+
+    start = time.perf_counter()
+    try:
+        keyframes = [r["index"] for r in result.frame_records if r.get("keyframe") is not None]
+        evaluation = evaluate_trajectory(result.frames, image, result.mask, prompts=result.plan, keyframes=keyframes)
+        evaluation.write(out)
+    except Exception as exc:  # the metrics are a report on the case, not part of making it
+        notes.append(f"evaluation failed: {type(exc).__name__}: {exc}")
+        return {}
+    finally:
+        timings["evaluate"] = time.perf_counter() - start
+    failed = [g.name for g in evaluation.gates if g.status == "fail"]
+    return {"gates": "pass" if evaluation.passed else "fail", "failed_gates": " ".join(failed)}
 
 
 def check_output_args(config: PipelineConfig, dicom_out: str | None, image: Any) -> None:

@@ -1,4 +1,4 @@
-"""Headless CLI: ``python -m mvg_backend demo|run|batch|pie ...``. Run with ``-h`` for the options."""
+"""Headless CLI: ``python -m mvg_backend demo|run|batch|pie|evaluate ...``. Run with ``-h`` for the options."""
 
 from __future__ import annotations
 
@@ -67,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     pie.add_argument("--negative", default="", help="negative prompt for every stage")
     _add_model_args(pie)
     _add_pie_args(pie, rounds=10, steps=50)
+    from .metrics.cli import add_evaluate_parser
+
+    add_evaluate_parser(sub)
     return parser
 
 
@@ -155,6 +158,10 @@ def run(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if args.command == "evaluate":
+            from .metrics.cli import run_evaluate
+
+            return run_evaluate(args)
         return run(args)
     except (MVGInputError, MVGRuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -167,6 +167,9 @@ def run_command(args: argparse.Namespace) -> int:
     shares = ", ".join(f"{k} {v:.1f}s" for k, v in outcome.timings.items())
     print(f"wrote {outcome.frames} frames (video.mp4 at {config.fps:g} fps) to {args.out} in {outcome.seconds:.1f}s "
           f"({shares}; model load {models.load_seconds:.1f}s)")
+    if outcome.gates:  # issue 11: the evaluation gates (CLIP-I and the classifier need `evaluate --clip/--classifier`)
+        failed = f" ({outcome.failed_gates})" if outcome.failed_gates else ""
+        print(f"evaluation gates: {outcome.gates.upper()}{failed}; metrics.json and metrics.png in {args.out}")
     if args.command == "demo" and models.note:
         print("The demo ran on a random-weight tiny model, so the edited region is noise. For real edits pass an SD "
               "1.x checkpoint: python -m mvg_backend demo --out out/demo --checkpoint sd15.safetensors "

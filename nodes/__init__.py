@@ -6,11 +6,11 @@ from typing_extensions import override
 
 from comfy_api.latest import ComfyExtension, io
 
-from . import nodes_dicom, nodes_pie, nodes_prompts, nodes_roi, nodes_seine
+from . import nodes_dicom, nodes_metrics, nodes_pie, nodes_prompts, nodes_roi, nodes_seine
 
 
 class MVGExtension(ComfyExtension):
     @override
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
         return [*nodes_pie.NODES, *nodes_prompts.NODES, *nodes_roi.NODES, *nodes_seine.NODES,
-                *nodes_dicom.NODES]
+                *nodes_dicom.NODES, *nodes_metrics.NODES]

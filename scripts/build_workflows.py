@@ -32,7 +32,15 @@ NODE_SPECS = {
     "PreviewAny": ([("source", "*")], [], (420, 260)),
     "CreateVideo": ([("images", "IMAGE")], [("VIDEO", "VIDEO")], (270, 80)),
     "SaveVideo": ([("video", "VIDEO")], [], (420, 330)),
+    "CLIPVisionLoader": ([], [("CLIP_VISION", "CLIP_VISION")], (320, 60)),
+    "MVG_ClassifierLoader": ([], [("classifier", "MVG_CLASSIFIER"), ("summary", "STRING")], (320, 80)),
+    "MVG_Evaluate": ([("frames", "IMAGE"), ("original", "IMAGE"), ("mask", "MASK"), ("clip_vision", "CLIP_VISION"),
+                      ("classifier", "MVG_CLASSIFIER"), ("prompts", "MVG_PROMPTS"), ("transition_summary", "STRING"),
+                      ("other_runs", "IMAGE")],
+                     [("report", "STRING"), ("plot", "IMAGE"), ("passed", "BOOLEAN"), ("uncertainty", "IMAGE")],
+                     (360, 480)),
 }
+MUTED = 2  # LiteGraph node mode "never": skipped when queued, and its links dropped (unmute with Ctrl+M)
 
 TEMPLATES = {
     "chest_xray": dict(
@@ -81,13 +89,24 @@ def build(domain: str, spec: dict) -> dict:
         (14, "MVG_SEINETransition", (1360, 600),
          [16, 250, 8.0, "ddpm", 0, "fixed", "smooth transitionsmooth transition.", "seine", "512 (official)"]),
         (15, "PreviewAny", (1360, 1060), []),
+        # evaluation (issue 11): metrics, gates and plot of the video's frames
+        (16, "MVG_Evaluate", (1820, 80), ["", "auto", "auto", 0.75, 2.0, 0.8, 0.9, 0, True]),
+        (17, "CLIPVisionLoader", (1820, -80), ["clip-vit-large-patch14.safetensors"]),
+        (18, "PreviewImage", (2220, 80), []),
+        (19, "PreviewAny", (2220, 700), []),
     ]
+    if domain == "chest_xray":
+        layout.append((20, "MVG_ClassifierLoader", (1820, 620), ["torchxrayvision:densenet121-res224-all"]))
     # (from node, from slot, to node, to slot)
     edges = [(1, 0, 4, 0), (1, 1, 4, 1), (1, 2, 4, 2), (2, 0, 4, 3), (11, 0, 4, 4), (3, 0, 4, 5),
              (2, 0, 11, 0), (2, 1, 11, 1), (3, 0, 11, 2), (11, 1, 12, 0), (11, 2, 13, 0),
              (4, 0, 5, 0), (4, 1, 6, 0), (4, 2, 7, 0), (14, 0, 8, 0), (8, 0, 9, 0),
              (4, 1, 14, 0), (1, 2, 14, 1), (1, 1, 14, 2), (14, 1, 15, 0),
-             (3, 1, 10, 0)]
+             (3, 1, 10, 0),
+             (14, 0, 16, 0), (2, 0, 16, 1), (11, 0, 16, 2), (17, 0, 16, 3), (3, 0, 16, 5), (14, 1, 16, 6),
+             (16, 1, 18, 0), (16, 0, 19, 0)]
+    if domain == "chest_xray":
+        edges.append((20, 0, 16, 4))
     nodes = {}
     for order, (node_id, node_type, pos, widgets) in enumerate(layout):
         inputs, outputs, size = NODE_SPECS[node_type]
@@ -114,6 +133,14 @@ def build(domain: str, spec: dict) -> dict:
     nodes[3]["title"] = "Report to Prompts (paste the report; it is kept out of saved files)"
     nodes[7]["title"] = "PIE summary"
     nodes[10]["title"] = "Stage plan"
+    nodes[16]["title"] = "Evaluate (CLIP-I, identity outside the ROI, smoothness, anatomy, classifier; paper gates)"
+    nodes[17]["title"] = "Load CLIP Vision for CLIP-I (muted: put a CLIP vision model in models/clip_vision, then Ctrl+M)"
+    nodes[17]["mode"] = MUTED
+    nodes[18]["title"] = "Evaluation plot"
+    nodes[19]["title"] = "Evaluation report (JSON: gates and per-frame metrics)"
+    if 20 in nodes:
+        nodes[20]["title"] = "Classifier (muted: needs pip install torchxrayvision; Ctrl+M to use)"
+        nodes[20]["mode"] = MUTED
     return {
         "last_node_id": max(nodes), "last_link_id": len(links), "nodes": list(nodes.values()), "links": links,
         "groups": [], "config": {}, "extra": {"info": {"title": spec["title"]}}, "version": 0.4,

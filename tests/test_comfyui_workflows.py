@@ -98,3 +98,25 @@ def test_shipped_workflow_converts_validates_and_runs(comfyui_server, object_inf
     assert "optical" in shown.lower(), shown  # no SEINE model connected: the fallback, and it says so
     roi = by_type["MVG_ROIMask"][1]["inputs"]
     assert roi["domain"] == report["domain"] and edit["inputs"]["mask"] == [by_type["MVG_ROIMask"][0], 0]
+    # the evaluation of the video's frames: report previewed as JSON, plot previewed; the muted loaders
+    # (CLIP vision, classifier) are left out, so CLIP-I and the confidence gate say why they were skipped
+    eval_id, evaluate = by_type["MVG_Evaluate"]
+    assert "CLIPVisionLoader" not in by_type and "MVG_ClassifierLoader" not in by_type
+    assert evaluate["inputs"]["frames"] == [transition_id, 0] and evaluate["inputs"]["transition_summary"] == \
+        [transition_id, 1]
+    text = next(entry["outputs"][p]["text"][0] for p in previews if api[p]["inputs"]["source"] == [eval_id, 0])
+    metrics = json.loads(text)
+    assert metrics["frames"] == 13 and metrics["keyframes"] == [0, 4, 8, 12]
+    gates = {g["name"]: g for g in metrics["gates"]}
+    assert gates["clip_i"]["status"] == "skipped" and gates["confidence_rho"]["status"] == "skipped"
+    assert gates["flicker_spikes"]["evaluated"]
+    outside = metrics["metrics"]["outside_roi"]["pixels"]  # the test image's ROI may cover it all (fundus: no surround)
+    assert gates["outside_roi_max_change"]["evaluated"] == (outside > 0)
+    assert outside > 0 or "the mask covers the whole image" in gates["outside_roi_max_change"]["reason"]
+    assert gates["anatomy_dice"]["evaluated"] == (report["domain"] != "other")
+    plot_preview = next(p for p, n in api.items() if n["class_type"] == "PreviewImage"
+                        and n["inputs"]["images"] == [eval_id, 1])
+    plots = comfyui_server.output_images(entry, plot_preview)
+    assert len(plots) == 1
+    with Image.open(plots[0]) as im:
+        assert im.size[0] == 1000 and np.asarray(im.convert("L")).std() > 10

@@ -20,7 +20,7 @@ from ..case import Case, CaseOutcome, is_finished, run_case
 from ..errors import MVGInputError
 from ..pipeline import LoadedModels, PipelineConfig
 
-SUMMARY_COLUMNS = ("case", "status", "seconds", "frames", "error")
+SUMMARY_COLUMNS = ("case", "status", "seconds", "frames", "error", "gates", "failed_gates")
 SUMMARY_FILE = "summary.csv"
 
 
@@ -36,7 +36,7 @@ def run_batch(cases: list[Case], config: PipelineConfig, models: LoadedModels, o
     for case in cases:
         target = root / case.name
         if is_finished(target):
-            outcome = CaseOutcome(case.name, "skipped", 0.0, _frames_of(target), out=target)
+            outcome = CaseOutcome(case.name, "skipped", 0.0, _frames_of(target), out=target, **_gates_of(target))
         else:
             start = time.perf_counter()
             try:
@@ -61,9 +61,21 @@ def _frames_of(folder: Path) -> int:
         return 0
 
 
+def _gates_of(folder: Path) -> dict[str, str]:
+    """A finished case's gates, from its ``metrics.json`` (issue 11), for the summary."""
+    import json
+
+    try:
+        data = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
+        failed = [g["name"] for g in data["gates"] if g.get("status") == "fail"]
+        return {"gates": "pass" if data["passed"] else "fail", "failed_gates": " ".join(failed)}
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+
+
 def _rows(outcomes: list[CaseOutcome]) -> list[list[str]]:
-    return [[o.name, o.status, f"{o.seconds:.2f}", str(o.frames), o.error.splitlines()[0] if o.error else ""]
-            for o in outcomes]
+    return [[o.name, o.status, f"{o.seconds:.2f}", str(o.frames), o.error.splitlines()[0] if o.error else "",
+             o.gates, o.failed_gates] for o in outcomes]
 
 
 def write_summary(path: Path, outcomes: list[CaseOutcome]) -> None:
