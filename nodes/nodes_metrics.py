@@ -78,7 +78,8 @@ class ClassifierLoader(io.ComfyNode):
             description="A disease classifier for MVG Evaluate's confidence curve. models/classifiers holds "
                         "TorchScript (.pt/.ts) or .safetensors models, each with a JSON beside it (labels, input "
                         "size, normalisation, output), or .json descriptors. torchxrayvision:<weights> needs the "
-                        "torchxrayvision package (it fetches its weights into its own cache on first use); "
+                        "torchxrayvision package and its weights exported once as safetensors with a JSON (see README; the pack "
+                        "never downloads); "
                         "torchxrayvision:untrained has random weights (a plumbing check).",
             inputs=[
                 io.Combo.Input("classifier_name", options=classifier_choices(),

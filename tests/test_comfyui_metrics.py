@@ -64,6 +64,8 @@ def test_torchxrayvision_random_weights(probe_report):
     assert report["xrv_input"] == {"size": [224, 224], "channels": 1, "range": [-1024.0, 1024.0]}
     f = report["xrv_file"]  # a safetensors state dict named by a JSON descriptor, calibrated outputs
     assert f["shape"] == [8, 18] and f["output"] == "probabilities" and "densenet121-res224-all" in f["name"]
+    refused = report["xrv_name_only"]  # never a download: the one-time export command instead
+    assert refused.startswith("MVGInputError") and "never downloads" in refused and "st.save_file" in refused
 
 
 def test_safetensors_classifier_of_a_torchvision_architecture(probe_report):

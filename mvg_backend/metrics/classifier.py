@@ -198,10 +198,10 @@ class TorchClassifier:
 def torchxrayvision_classifier(weights: str | None = "densenet121-res224-all", *,
                                weights_file: str | Path | None = None,
                                model: Any = None, device: str = "cpu") -> TorchClassifier:
-    """A torchxrayvision model as a classifier. ``weights``: a torchxrayvision weights name (loaded, and
-    downloaded on first use, by torchxrayvision into its cache), or ``None`` / ``"untrained"`` for random weights.
-    ``weights_file``: a safetensors (or weights-only ``.pt``) state dict for the architecture ``weights`` names,
-    loaded without unpickling. ``model``: an already built torchxrayvision model."""
+    """A torchxrayvision model as a classifier. ``weights``: a torchxrayvision weights name, whose state dict
+    ``weights_file`` holds (safetensors, or a weights-only ``.pt``; loaded without unpickling), or ``None`` /
+    ``"untrained"`` for random weights. The pack never downloads: a name without ``weights_file`` is refused
+    with the one-time export command. ``model``: an already built torchxrayvision model."""
     try:
         import torchxrayvision as xrv
     except ImportError as e:  # pragma: no cover - depends on the environment
@@ -227,7 +227,13 @@ def torchxrayvision_classifier(weights: str | None = "densenet121-res224-all", *
             if "input_resolution" in info:
                 model.input_resolution = info["input_resolution"]
         else:
-            model = xrv.models.get_model(name)
+            raise MVGInputError(
+                f"torchxrayvision weights {name!r}: the pack never downloads weights. Export them once (this "
+                "downloads them through torchxrayvision): python -c \"import torchxrayvision as xrv, "
+                f"safetensors.torch as st; st.save_file(xrv.models.get_model('{name}').state_dict(), "
+                f"'{name}.safetensors')\", then put the file in models/classifiers beside a JSON "
+                f"{{\"type\": \"torchxrayvision\", \"weights\": \"{name}\", \"file\": \"{name}.safetensors\"}} "
+                "and choose that JSON (headless: --classifier that.json).")
     labels = list(getattr(model, "pathologies", None) or getattr(model, "targets", None) or
                   xrv.datasets.default_pathologies)
     calibrated = getattr(model, "op_threshs", None) is not None or getattr(model, "apply_sigmoid", False)
