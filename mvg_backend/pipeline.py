@@ -329,8 +329,9 @@ def pie_stage(backend: Any, image: Any, mask: Any, plan: Any, config: PipelineCo
 
 
 def transition_stage(keyframes: np.ndarray, config: PipelineConfig, seine: Any = None,
-                     progress: Callable[[int, int], None] | None = None) -> Any:
-    """SEINETransition: :func:`~mvg_backend.seine.transition_frames` (or None for ``transition="none"``)."""
+                     progress: Callable[[int, int], None] | None = None, mask: np.ndarray | None = None) -> Any:
+    """SEINETransition: :func:`~mvg_backend.seine.transition_frames` (or None for ``transition="none"``); with
+    ``mask`` (the ROI) nothing moves outside it."""
     from .seine import transition_frames
 
     if config.transition == NO_TRANSITION:
@@ -338,7 +339,8 @@ def transition_stage(keyframes: np.ndarray, config: PipelineConfig, seine: Any =
     return transition_frames(keyframes, method=config.transition, backend=seine, frames=config.transition_frames,
                              steps=config.transition_steps, cfg=config.transition_cfg,
                              sampler=config.transition_sampler, seed=config.transition_seed,
-                             prompt=config.transition_prompt, resolution=config.resolution, progress=progress)
+                             prompt=config.transition_prompt, resolution=config.resolution, progress=progress,
+                             mask=mask)
 
 
 # --- the whole case ----------------------------------------------------------------------------------------
@@ -436,7 +438,7 @@ def run_pipeline(image: Any, report: str | None, config: PipelineConfig, models:
                      "transitions; the video shows the PIE frames.")
     elif config.transition != NO_TRANSITION:
         transition = timed("transitions", lambda: transition_stage(keyframes, config, models.seine,
-                                                                   stage_progress("transitions")))
+                                                                   stage_progress("transitions"), roi.mask))
     frames = pie.frames if transition is None else transition.frames
     return PipelineResult(frames=frames, keyframes=keyframes, pie_frames=pie.frames,
                           frame_records=frame_provenance(pie, transition), plan=plan, roi=roi, overlay=overlay_image,

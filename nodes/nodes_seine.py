@@ -130,6 +130,9 @@ class SEINETransition(io.ComfyNode):
                                        "the official script does, and the frames resized back to the keyframes' "
                                        "size. native: at the keyframes' own size (faster for small images, but "
                                        "SEINE was trained at 512). The fallbacks always work at native size."),
+                io.Mask.Input("mask", optional=True,
+                              tooltip="The edit region (e.g. ROI Mask's). Outside it the in-between frames are the "
+                                      "keyframes' cross-dissolve, so only the region of interest moves."),
             ],
             outputs=[
                 io.Image.Output(display_name="frames"),
@@ -140,7 +143,7 @@ class SEINETransition(io.ComfyNode):
     @classmethod
     def execute(cls, keyframes: torch.Tensor, vae: Any, clip: Any, frames: int, steps: int, cfg: float, sampler: str,
                 seed: int, prompt: str, method: str, seine_model: SEINEModel | None = None,
-                resolution: str = DEFAULT_RESOLUTION) -> io.NodeOutput:
+                resolution: str = DEFAULT_RESOLUTION, mask: torch.Tensor | None = None) -> io.NodeOutput:
         progress = comfy_progress(1)
 
         backend = None
@@ -148,7 +151,7 @@ class SEINETransition(io.ComfyNode):
             backend = ComfySEINEBackend(vae, clip, seine_model.patcher, model_summary=seine_model.summary)
         result = transition_frames(keyframes, method=method, backend=backend, frames=frames, steps=steps, cfg=cfg,
                                    sampler=sampler, seed=seed, prompt=prompt, resolution=resolution,
-                                   progress=progress)
+                                   progress=progress, mask=None if mask is None else mask[0])
         summary = result.summary
         if seine_model is not None and result.settings["method"] == "seine":
             summary = f"SEINE model: {seine_model.name}\n{summary}"

@@ -25,7 +25,7 @@ NODE_SPECS = {
          ("prompts", "MVG_PROMPTS")],
         [("frames", "IMAGE"), ("keyframes", "IMAGE"), ("summary", "STRING")], (340, 420)),
     "MVG_SEINETransition": ([("keyframes", "IMAGE"), ("vae", "VAE"), ("clip", "CLIP"),
-                             ("seine_model", "MVG_SEINE_MODEL")],
+                             ("seine_model", "MVG_SEINE_MODEL"), ("mask", "MASK")],
                             [("frames", "IMAGE"), ("summary", "STRING")], (340, 400)),
     "PreviewImage": ([("images", "IMAGE")], [], (420, 300)),
     "SaveImage": ([("images", "IMAGE")], [], (420, 300)),
@@ -101,7 +101,7 @@ def build(domain: str, spec: dict) -> dict:
     edges = [(1, 0, 4, 0), (1, 1, 4, 1), (1, 2, 4, 2), (2, 0, 4, 3), (11, 0, 4, 4), (3, 0, 4, 5),
              (2, 0, 11, 0), (2, 1, 11, 1), (3, 0, 11, 2), (11, 1, 12, 0), (11, 2, 13, 0),
              (4, 0, 5, 0), (4, 1, 6, 0), (4, 2, 7, 0), (14, 0, 8, 0), (8, 0, 9, 0),
-             (4, 1, 14, 0), (1, 2, 14, 1), (1, 1, 14, 2), (14, 1, 15, 0),
+             (4, 1, 14, 0), (1, 2, 14, 1), (1, 1, 14, 2), (11, 0, 14, 4), (14, 1, 15, 0),
              (3, 1, 10, 0),
              (14, 0, 16, 0), (2, 0, 16, 1), (11, 0, 16, 2), (17, 0, 16, 3), (3, 0, 16, 5), (14, 1, 16, 6),
              (16, 1, 18, 0), (16, 0, 19, 0)]

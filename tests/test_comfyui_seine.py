@@ -95,11 +95,12 @@ def test_object_info_lists_the_seine_nodes(comfyui_server, seine_inputs):
     # widgets_values in saved workflows are positional: the order is part of the interface
     assert node["input_order"]["required"] == TRANSITION_INPUTS, node["input_order"]
     # resolution was appended last, after every older widget, and is optional so older API prompts validate
-    assert node["input_order"]["optional"] == ["seine_model", "resolution"]
+    assert node["input_order"]["optional"] == ["seine_model", "resolution", "mask"]
     opt = node["input"]["optional"]
     assert opt["resolution"][1]["options"] == ["512 (official)", "native"]
     assert opt["resolution"][1]["default"] == "512 (official)"
     assert node["input"]["optional"]["seine_model"][0] == "MVG_SEINE_MODEL"
+    assert node["input"]["optional"]["mask"][0] == "MASK"
     req = node["input"]["required"]
     defaults = {name: req[name][1].get("default") for name in TRANSITION_INPUTS[3:]}
     assert defaults == {"frames": 16, "steps": 250, "cfg": 8.0, "sampler": "ddpm", "seed": 0,

@@ -372,3 +372,24 @@ def test_fallbacks_ignore_the_working_size():
     official = transition_frames(kf, method="crossfade", frames=4)
     native = transition_frames(kf, method="crossfade", frames=4, resolution="native")
     assert np.array_equal(official.frames, native.frames) and official.frames.shape == (4, 60, 100, 3)
+
+
+def test_a_mask_keeps_everything_outside_it_still():
+    """With the ROI as mask, the in-between frames outside it are the keyframes' cross-dissolve: where the
+    keyframes agree (PIE keeps them equal to the original there) nothing moves, whatever the method."""
+    from mvg_backend.seine import transition_frames
+
+    rng = np.random.default_rng(0)
+    base = rng.random((32, 40, 3), dtype=np.float32)
+    mask = np.zeros((32, 40), np.float32)
+    mask[8:24, 10:30] = 1.0
+    later = base.copy()
+    later[8:24, 10:30] = 1.0 - base[8:24, 10:30]  # the disease changes the region only
+    free = transition_frames(np.stack([base, later]), method="optical_flow", frames=6)
+    kept = transition_frames(np.stack([base, later]), method="optical_flow", frames=6, mask=mask)
+    outside = mask == 0
+    assert np.abs(free.frames[:, outside] - base[outside]).max() > 0.05  # the flow morph warps the whole frame
+    np.testing.assert_allclose(kept.frames[:, outside], np.broadcast_to(base[outside], kept.frames[:, outside].shape),
+                               rtol=0, atol=1e-6)  # float rounding of (1-t)·a + t·a only
+    assert np.array_equal(kept.frames[:, mask == 1], free.frames[:, mask == 1])  # inside: the method's frames
+    assert any("cross-dissolve" in n for n in kept.notes)

@@ -29,10 +29,10 @@ import numpy as np
 import torch
 
 from ..errors import MVGInputError, MVGRuntimeError
-from ..io import as_rgb_image
+from ..io import as_mask, as_rgb_image
 from .backend import SEINEBackend
 from .diffusion import SAMPLERS, respaced_timesteps, sample
-from .fallback import FALLBACK_METHODS, interpolate
+from .fallback import FALLBACK_METHODS, crossfade, interpolate
 
 TRANSITION_METHODS = ("seine", *FALLBACK_METHODS)
 DEFAULT_FRAMES, DEFAULT_STEPS, DEFAULT_CFG, DEFAULT_SAMPLER = 16, 250, 8.0, "ddpm"
@@ -270,14 +270,17 @@ def transition_frames(keyframes: Any, *, method: str = "seine", backend: SEINEBa
                       frames: int = DEFAULT_FRAMES, steps: int = DEFAULT_STEPS, cfg: float = DEFAULT_CFG,
                       sampler: str = DEFAULT_SAMPLER, seed: int = 0, prompt: str = DEFAULT_PROMPT,
                       resolution: str = DEFAULT_RESOLUTION, vae_chunk: int = VAE_CHUNK,
-                      progress: ProgressCallback | None = None, compile: bool = False) -> TransitionResult:
+                      progress: ProgressCallback | None = None, compile: bool = False,
+                      mask: Any = None) -> TransitionResult:
     """Frames through all ``keyframes`` (batch ``[K,H,W,C]`` or a list), ``frames`` per transition.
 
     ``method="seine"`` needs ``backend`` (a :class:`SEINEBackend`); without one the optical-flow fallback
     runs and the result says so. ``"optical_flow"`` and ``"crossfade"`` need no model. ``resolution`` (one
     of :data:`RESOLUTIONS`) is where SEINE works: ``"512 (official)"`` or the keyframes' ``"native"`` size;
     the output always has the keyframes' size, and the fallbacks always work at it. ``compile=True`` runs the
-    UNet through ``torch.compile`` (compiled once per network, on its first step).
+    UNet through ``torch.compile`` (compiled once per network, on its first step). With ``mask`` (``[H,W]`` in
+    0..1, the edit region) every in-between frame is ``M·frame + (1−M)·crossfade``: outside the region, where
+    PIE keeps the keyframes equal to the original, nothing moves.
     """
     _check_settings(method, frames, steps, cfg, sampler, seed, vae_chunk, resolution)
     images, notes = prepare_keyframes(keyframes)
@@ -310,6 +313,12 @@ def transition_frames(keyframes: Any, *, method: str = "seine", backend: SEINEBa
             inners.append(interpolate(images[j], images[j + 1], frames, method)[1:-1])
             if progress is not None:
                 progress(j + 1, k - 1)
+
+    if mask is not None:
+        m = as_mask(mask, (h, w))[0][..., None]
+        inners = [m * inners[j] + (1 - m) * crossfade(images[j], images[j + 1], frames)[1:-1] for j in range(k - 1)]
+        notes.append("outside the mask the in-between frames are the keyframes' cross-dissolve, so only the "
+                     "region of interest moves.")
 
     out, records = [images[0]], [TransitionFrame(0, "keyframe", keyframe=0)]
     for j in range(k - 1):
