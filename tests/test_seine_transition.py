@@ -372,3 +372,22 @@ def test_fallbacks_ignore_the_working_size():
     official = transition_frames(kf, method="crossfade", frames=4)
     native = transition_frames(kf, method="crossfade", frames=4, resolution="native")
     assert np.array_equal(official.frames, native.frames) and official.frames.shape == (4, 60, 100, 3)
+
+
+def test_a_prompt_longer_than_one_clip_context_is_cut_to_whole_words_with_a_note(backend):
+    """As PIE does (fit_prompt): SEINE's text encoder reads 75 tokens; the summary names what was dropped."""
+    texts = []
+    encode = backend.encode_text
+    backend.encode_text = lambda text: texts.append(text) or encode(text)
+    prompt = " ".join(["the lesion grows slowly"] * 30)
+    result = transition_frames(keyframes(), backend=backend, frames=3, steps=1, prompt=prompt, resolution="native")
+    assert backend.count_tokens(prompt) > 75
+    kept = texts[0]
+    assert prompt.startswith(kept) and backend.count_tokens(kept) <= 75
+    assert backend.count_tokens(kept + " " + prompt[len(kept):].split()[0]) > 75
+    note = next(n for n in result.notes if "CLIP tokens" in n)
+    assert note.startswith(f"the prompt has {backend.count_tokens(prompt)} CLIP tokens, more than the 75 that fit")
+    assert f"dropping '{prompt[len(kept):].strip()}'" in note and note in result.summary
+    short = transition_frames(keyframes(), backend=backend, frames=3, steps=1, prompt="a lesion grows",
+                              resolution="native")
+    assert not any("CLIP tokens" in n for n in short.notes)

@@ -30,6 +30,7 @@ import torch
 
 from ..errors import MVGInputError, MVGRuntimeError
 from ..io import as_rgb_image
+from ..sd_parts import fit_prompt, prompt_cut_note
 from .backend import SEINEBackend
 from .diffusion import SAMPLERS, respaced_timesteps, sample
 from .fallback import FALLBACK_METHODS, interpolate
@@ -175,7 +176,7 @@ def onelast_conditioning(first: torch.Tensor, last: torch.Tensor, grey: torch.Te
     return mask, video
 
 
-def _check_settings(method: str, frames: int, steps: int, cfg: float, sampler: str, seed: int, vae_chunk: int,
+def check_settings(method: str, frames: int, steps: int, cfg: float, sampler: str, seed: int, vae_chunk: int,
                     resolution: str) -> None:
     if method not in TRANSITION_METHODS:
         raise MVGInputError(f"method={method!r}: use one of {TRANSITION_METHODS}.")
@@ -257,7 +258,7 @@ def transition_frames(keyframes: Any, *, method: str = "seine", backend: SEINEBa
     of :data:`RESOLUTIONS`) is where SEINE works: ``"512 (official)"`` or the keyframes' ``"native"`` size;
     the output always has the keyframes' size, and the fallbacks always work at it.
     """
-    _check_settings(method, frames, steps, cfg, sampler, seed, vae_chunk, resolution)
+    check_settings(method, frames, steps, cfg, sampler, seed, vae_chunk, resolution)
     images, notes = prepare_keyframes(keyframes)
     k, h, w = images.shape[:3]
     if method == "seine" and backend is None:
@@ -267,6 +268,11 @@ def transition_frames(keyframes: Any, *, method: str = "seine", backend: SEINEBa
         notes.append(f"method {method}: the connected SEINE model is not used.")
     if method == "seine":
         notes += list(backend.notes)
+        if hasattr(backend, "count_tokens"):  # cut to whole words that fit one CLIP context, as PIE does
+            kept, tokens, dropped = fit_prompt(backend, prompt)
+            if dropped:
+                notes.append(prompt_cut_note("prompt", tokens, kept, dropped))
+                prompt = kept
         if frames != DEFAULT_FRAMES:
             notes.append(f"SEINE was trained on {DEFAULT_FRAMES}-frame clips; {frames} frames per transition may "
                          "look less smooth.")
