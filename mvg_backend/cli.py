@@ -1,4 +1,4 @@
-"""Headless CLI: ``python -m mvg_backend demo|pie ...``. Run with ``-h`` for the options."""
+"""Headless CLI: ``python -m mvg_backend demo|pie|convert ...``. Run with ``-h`` for the options."""
 
 from __future__ import annotations
 
@@ -13,12 +13,13 @@ import numpy as np
 
 from .errors import MVGInputError, MVGRuntimeError
 from .io import as_mask, as_rgb_image
-from .io.files import OutputDir, read_image, to_uint8, write_png
+from .io.files import OutputDir, Terminated, read_image, read_text, terminate_cleanly, to_uint8, write_png
 
 DEMO_REPORT = ("Mild non-proliferative diabetic retinopathy with scattered microaneurysms at the posterior pole. "
                "No macular edema.")
 DTYPES = ("fp32", "fp16", "bf16")
 SCHEDULER_NAMES = ("ddim", "pndm", "ddpm", "euler", "euler_ancestral", "dpmpp_2m")  # = pie.schedulers.SCHEDULERS
+DEMO_SIZES = (32, 2048)
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
@@ -57,7 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="report -> stage prompts -> retina ROI -> progressive editing of a shipped "
                                        "fundus photo (skimage retina, CC0)")
-    demo.add_argument("--size", type=int, default=256, help="working size in pixels (square)")
+    demo.add_argument("--size", type=int, default=256,
+                      help=f"working size in pixels (square, {DEMO_SIZES[0]}..{DEMO_SIZES[1]})")
     _add_model_args(demo)
     _add_pie_args(demo, rounds=6, steps=20)
     pie = sub.add_parser("pie", help="progressive editing of your image")
@@ -69,6 +71,13 @@ def build_parser() -> argparse.ArgumentParser:
     pie.add_argument("--negative", default="", help="negative prompt for every stage")
     _add_model_args(pie)
     _add_pie_args(pie, rounds=10, steps=50)
+    convert = sub.add_parser("convert", help="convert a trusted pickled checkpoint (.ckpt/.pt/.bin) to .safetensors "
+                                             "once; the loaders never unpickle anything but tensors")
+    convert.add_argument("src", type=Path, help="the pickled file: an SD 1.x .ckpt, or a diffusers/transformers .bin")
+    convert.add_argument("dst", type=Path, help="the .safetensors to write (for a folder's .bin: the same folder's "
+                                                "diffusion_pytorch_model.safetensors / model.safetensors)")
+    convert.add_argument("--trust-pickle", action="store_true",
+                         help="required: unpickling can run code stored in the file; only for files you trust")
     return parser
 
 
@@ -86,7 +95,19 @@ def _load_backend(args: argparse.Namespace) -> tuple[Any, str]:
         return DiffusersBackend.from_pretrained(args.model_dir, **common), ""
     if args.unet or args.config:
         raise MVGInputError("--unet and --config need a base model: pass --checkpoint or --model-dir.")
-    return random_tiny_backend(seed=args.seed), NOTE
+    return random_tiny_backend(seed=args.seed, scheduler=args.scheduler, device=args.device, dtype=dtype), NOTE
+
+
+def _check_args(args: argparse.Namespace) -> None:
+    """What can be checked before any work: the device, the demo size, the PIE settings."""
+    from .pie.engine import check_settings
+    from .pie.loading import check_device
+
+    check_device(args.device, "--device")
+    check_settings(args.rounds, args.strength, args.steps, args.cfg, args.beta1, args.beta2, args.chain,
+                   args.posterior, args.seed)
+    if args.command == "demo" and not DEMO_SIZES[0] <= args.size <= DEMO_SIZES[1]:
+        raise MVGInputError(f"--size {args.size}: use {DEMO_SIZES[0]}..{DEMO_SIZES[1]} pixels (the default is 256).")
 
 
 def _demo_inputs(size: int) -> tuple[np.ndarray, np.ndarray, Any]:
@@ -139,6 +160,7 @@ def run(args: argparse.Namespace) -> int:
     from .prompts import parse_prompt_lines
     from .provenance import pie_provenance
 
+    _check_args(args)
     with OutputDir(args.out, overwrite=args.overwrite) as out:
         if args.command == "demo":
             image, mask, plan = _demo_inputs(args.size)
@@ -149,9 +171,7 @@ def run(args: argparse.Namespace) -> int:
             mask = None if args.mask is None else read_image(args.mask)
             inputs = {"image": args.image, **({"mask": args.mask} if args.mask else {})}
             if args.prompts:
-                if not args.prompts.is_file():
-                    raise MVGInputError(f"--prompts {str(args.prompts)!r} does not exist.")
-                plan = parse_prompt_lines(args.prompts.read_text(encoding="utf-8"), args.negative)
+                plan = parse_prompt_lines(read_text(args.prompts, "--prompts"), args.negative)
             else:
                 plan = parse_prompt_lines("\n".join(args.prompt), args.negative)
         backend, model_note = _load_backend(args)
@@ -176,10 +196,26 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def convert(args: argparse.Namespace) -> int:
+    from .io.pickles import convert_to_safetensors
+
+    count, dropped = convert_to_safetensors(args.src, args.dst, trust_pickle=args.trust_pickle)
+    left_out = f"; left out {len(dropped)} non-tensor entries ({', '.join(dropped[:6])})" if dropped else ""
+    print(f"wrote {count} tensors to {args.dst}{left_out}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return run(args)
+        with terminate_cleanly():  # SIGTERM cleans up like Ctrl-C: no staging folder is left behind
+            return convert(args) if args.command == "convert" else run(args)
     except (MVGInputError, MVGRuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted: nothing was written.", file=sys.stderr)
+        return 130
+    except Terminated:
+        print("\nterminated (SIGTERM): nothing was written.", file=sys.stderr)
+        raise

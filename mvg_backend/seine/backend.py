@@ -63,6 +63,9 @@ class DiffusersSEINEBackend:
         """SEINE from ``seine`` (see :func:`~.loading.read_seine_checkpoint`; its summary becomes the first note);
         VAE and CLIP from ``sd``: a diffusers SD 1.4 folder (``vae/``, ``text_encoder/``, ``tokenizer/``) or an
         original-layout SD 1.x single file. Offline."""
+        from ..pie.loading import check_device
+
+        check_device(device)
         checkpoint = read_seine_checkpoint(seine)
         unet = unet_from_state_dict(checkpoint.state, config=checkpoint.config, device=device, dtype=dtype,
                                     name=checkpoint.name)
