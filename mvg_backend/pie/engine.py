@@ -139,8 +139,8 @@ def check_settings(rounds: int, strength: float, steps: int, guidance: float, be
     for name, beta in (("beta1", beta1), ("beta2", beta2)):
         if not _is_real(beta) or not 0.0 <= beta <= 1.0:
             raise MVGInputError(f"{name}={beta!r}: β must be a number in [0, 1] (defaults: beta1 0.01, beta2 0.75).")
-    if not _is_int(seed):
-        raise MVGInputError(f"seed={seed!r}: use an integer (round k uses seed + k - 1).")
+    if not _is_int(seed) or not -(2**63) <= seed < 2**64:
+        raise MVGInputError(f"seed={seed!r}: use an integer in 0..2**64-1 (round k uses seed + k - 1).")
     if chain not in CHAIN_MODES:
         raise MVGInputError(f"chain={chain!r}: use one of {CHAIN_MODES}.")
     if posterior not in POSTERIOR_MODES:
@@ -224,7 +224,7 @@ def progressive_edit(
         )
     if float(mask_px.max()) < 0.5:
         notes.append(f"mask is faint: its strongest value is {float(mask_px.max()):.3g}, so every edit is scaled down to "
-                     f"at most {float(mask_px.max()):.0%} of full strength. Use a mask that is 1 where the image may change.")
+                     f"at most {float(mask_px.max()):.1%} of full strength. Use a mask that is 1 where the image may change.")
     if float(mask_px.min()) >= 1.0 - 1e-6:
         notes.append("mask covers the whole image: nothing is anchored to the original; only β2 keeps it recognisable.")
     stage_rounds, round_notes = schedule_rounds(plan.stages, int(rounds))

@@ -37,6 +37,8 @@ from .fallback import FALLBACK_METHODS, interpolate
 
 TRANSITION_METHODS = ("seine", *FALLBACK_METHODS)
 DEFAULT_FRAMES, DEFAULT_STEPS, DEFAULT_CFG, DEFAULT_SAMPLER = 16, 250, 8.0, "ddpm"
+MAX_FRAMES = 64
+"""Frames per transition at most (the SEINE Transition node's cap; bounds the frames held in memory)."""
 DEFAULT_PROMPT = "smooth transition" + "smooth transition."
 """The official script's effective prompt: its ``text_prompt[0]`` ("smooth transition") joined to its
 ``additional_prompt`` ("smooth transition.") with no space between: ``"smooth transitionsmooth transition."``."""
@@ -182,10 +184,11 @@ def check_settings(method: str, frames: int, steps: int, cfg: float, sampler: st
         raise MVGInputError(f"method={method!r}: use one of {TRANSITION_METHODS}.")
     if resolution not in RESOLUTIONS:
         raise MVGInputError(f"resolution={resolution!r}: use one of {RESOLUTIONS} (the official run works at 512x512).")
-    if not isinstance(frames, (int, np.integer)) or frames < 3:
+    if not isinstance(frames, (int, np.integer)) or not 3 <= frames <= MAX_FRAMES:
         raise MVGInputError(
-            f"frames={frames!r}: a transition needs at least 3 frames (both keyframes and one between); SEINE was "
-            f"trained on {DEFAULT_FRAMES}."
+            f"frames={frames!r}: use 3..{MAX_FRAMES} frames per transition (both keyframes and at least one between; "
+            f"the node's cap); SEINE was trained on {DEFAULT_FRAMES}. For a longer video add keyframes, or slow it "
+            "down when you save it."
         )
     if sampler not in SAMPLERS:
         raise MVGInputError(f"sampler={sampler!r}: use one of {SAMPLERS} (the official run uses ddpm).")
