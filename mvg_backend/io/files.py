@@ -141,14 +141,22 @@ def terminate_cleanly() -> Iterator[None]:
 
 @contextmanager
 def deferred_termination() -> Iterator[None]:
-    """Hold a SIGTERM that arrives during the block (a commit of renames) until it has finished."""
+    """Hold a SIGTERM (with :func:`terminate_cleanly` active) or a Ctrl-C that arrives during the block (a commit
+    of renames) until it has finished, so that no output is left half-replaced."""
+    interrupted: list[bool] = []
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, lambda *_: interrupted.append(True)) if main else None
     _deferring.active, _deferring.pending = True, None
     try:
         yield
     finally:
         _deferring.active = False
+        if main:
+            signal.signal(signal.SIGINT, previous if previous is not None else signal.SIG_DFL)
     if _deferring.pending is not None:
         raise Terminated(128 + _deferring.pending)
+    if interrupted:
+        raise KeyboardInterrupt
 
 
 class OutputDir:
