@@ -62,7 +62,8 @@ def _edit(**kw):
 
     args = dict(rounds=1, steps=4, mask=np.ones((32, 32), np.float32))
     args.update(kw)
-    return progressive_edit(FakeBackend(), args.pop("image", image), args.pop("mask"), "a chest x-ray", **args)
+    return progressive_edit(FakeBackend(), args.pop("image", image), args.pop("mask"),
+                            args.pop("prompts", "a chest x-ray"), **args)
 
 
 DEMO = ["demo", "--size", "32", "--rounds", "1", "--steps", "2"]
@@ -158,6 +159,9 @@ CASES = [
     Case("pie-guidance-nan", "progressive_edit(guidance=nan)", lambda d: _edit(guidance=float("nan")), "guidance"),
     Case("pie-rounds-bool", "progressive_edit(rounds=True)", lambda d: _edit(rounds=True), "rounds=True"),
     Case("pie-seed-float", "progressive_edit(seed=1.5)", lambda d: _edit(seed=1.5), "seed=1.5: use an integer"),
+    Case("pie-too-many-stages", "progressive_edit(<a plan of 500 stages>, rounds=10)",
+         lambda d: _edit(prompts=[f"stage {i}" for i in range(500)]),
+         "500 stage(s) need 500 rounds in all"),  # campaign: ran 500 rounds (the cap is 200)
     Case("pie-image-object", "progressive_edit(image=<object array>)",
          lambda d: _edit(image=np.empty((32, 32, 3), dtype=object)), "data type object is not image data"),  # issue 9
     Case("pie-device", 'load_single_file(..., device="banana")',

@@ -228,6 +228,12 @@ def progressive_edit(
     if float(mask_px.min()) >= 1.0 - 1e-6:
         notes.append("mask covers the whole image: nothing is anchored to the original; only β2 keeps it recognisable.")
     stage_rounds, round_notes = schedule_rounds(plan.stages, int(rounds))
+    if sum(stage_rounds) > MAX_ROUNDS:
+        raise MVGInputError(
+            f"prompts: {len(plan.stages)} stage(s) need {sum(stage_rounds)} rounds in all (each stage runs at least "
+            f"one, a stage's own {{rounds=N}} counts in full), more than the {MAX_ROUNDS} a run may take. Use fewer "
+            "stages or smaller per-stage rounds."
+        )
     notes += round_notes
 
     factor = int(backend.vae_scale_factor)
