@@ -177,6 +177,10 @@ CASES = [
         np.eye(32), "other", user_mask=np.empty((32, 32), dtype=object)), "user mask: data type object"),
     Case("roi-chest-strip-api", "segment(<2000x8 image>, 'chest_xray')", lambda d: segment(
         np.random.default_rng(0).random((2000, 8)), "chest_xray"), "a strip, not a frontal chest radiograph"),
+    Case("roi-too-small-api", "segment(<8x8 image>, 'chest_xray')", lambda d: segment(
+        np.random.default_rng(0).random((8, 8)), "chest_xray"), "too small for automatic chest_xray analysis"),
+    Case("roi-fundus-strip-api", "segment(<8x2000 image>, 'fundus')", lambda d: segment(
+        np.random.default_rng(0).random((8, 2000, 3)), "fundus"), "a strip, not a fundus image"),  # campaign
     Case("roi-dilate-text", 'postprocess(dilate="5")', lambda d: postprocess(np.eye(8), dilate="5"),
          "dilate='5': use a number of pixels"),
     Case("roi-feather-nan", "postprocess(feather=nan)", lambda d: postprocess(np.eye(8), feather=float("nan")),

@@ -344,3 +344,12 @@ def test_a_dark_fundus_image_with_one_bright_dot_falls_back_to_a_plausible_macul
     assert {"fov", "optic_disc", "macula", "retina"} <= result.analysis.fallbacks
     assert any("almost no contrast" in n for n in result.notes)
     assert any("automatic macula failed" in w for w in result.warnings)
+
+
+def test_a_hint_on_an_image_too_small_to_analyse_is_skipped_with_a_warning():
+    small = np.random.default_rng(2).random((16, 16)).astype(np.float32)
+    result = segment_detailed(small, "chest_xray", "rectangle", hint="right lower lung")
+    assert result.mask.any() and any("region hint not applied: image is 16x16 px: too small" in w
+                                     for w in result.warnings)
+    with pytest.raises(MVGInputError, match="too small for automatic chest_xray analysis"):
+        segment(small, "chest_xray", "lungs")

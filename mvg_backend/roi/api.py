@@ -14,7 +14,7 @@ from .chest import lung_fields
 from .fundus import EYES, analyse_fundus
 from .hints import hint_mask
 from .postprocess import postprocess
-from .prep import as_roi_image
+from .prep import as_roi_image, check_analysable
 from .skin import analyse_skin
 from .types import Analysis, ROIResult
 
@@ -49,6 +49,7 @@ def resolve_region(domain: str, region: str) -> str:
 
 
 def _analyse(rgb: np.ndarray, domain: str, eye: str) -> Analysis:
+    check_analysable(rgb, domain)
     if domain == "chest_xray":
         return lung_fields(rgb)
     if domain == "fundus":
@@ -175,9 +176,16 @@ def segment_detailed(image: Any, domain: str, region: str = "auto", *, hint: str
     if hints and mask is None:
         notes.append("region hint not used: the user mask replaces the automatic region.")
     elif hints:
+        unreadable = None
         if analysis is None and domain in ("chest_xray", "fundus"):
-            analysis = _analyse(rgb, domain, eye)
-        mask = _narrow(mask, hints, domain, analysis, notes, warnings)
+            try:
+                analysis = _analyse(rgb, domain, eye)
+            except MVGInputError as exc:  # the region itself needed no analysis: keep it, without the hint
+                unreadable = str(exc)
+        if unreadable:
+            warnings.append(f"region hint not applied: {unreadable}")
+        else:
+            mask = _narrow(mask, hints, domain, analysis, notes, warnings)
     if user_mask is not None:
         mask = _with_user_mask(mask, user_mask, combine, region, size, notes, warnings)
 

@@ -20,8 +20,8 @@ the working image (longest side ``WORK`` px), so any input size behaves the same
 6. A side with no lung-like region (no seed, or an implausible area) falls back to its prior ellipse; so do
    both sides of an image with almost no contrast (nothing to segment: a blank or failed export).
 
-An image more than 4 times as long as it is wide (or the reverse) is no frontal chest radiograph: it stops with
-an error (a strip is too thin for the seeds and the watershed).
+An image more than 4 times as long as it is wide (or the reverse), or under 32 px, stops with an error
+(:func:`.prep.check_analysable`: a strip is too thin for the seeds and the watershed).
 """
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ import numpy as np
 from scipy import ndimage as ndi
 from skimage import filters, morphology, segmentation
 
-from ..errors import MVGInputError
-from .prep import clahe, content_box, disk, ellipse_mask, normalise, resize_longest, to_gray, upsample_mask
+from .prep import (MAX_ASPECT, check_analysable, clahe, content_box, disk, ellipse_mask, normalise, resize_longest,
+                   to_gray, upsample_mask)
 from .types import Analysis
 
 WORK = 256
@@ -44,7 +44,6 @@ SEED_EROSION = 0.02  # seeds: dark region eroded by 2% of the width
 BORDER_BAND = 0.03
 BRIGHT_QUANTILE = 0.6  # of the non-dark torso: sure background
 SIDE_AREA = (0.02, 0.35)  # plausible area of one lung, fraction of the image
-MAX_ASPECT = 4.0  # longer side / shorter side of anything that can be a frontal chest radiograph
 MIN_BOX = 0.25  # trimmed content narrower than this fraction of the image (either side): trimming is not trusted
 MIN_CONTRAST = 0.02  # 1st..99th percentile range (0..1 scale) below this: nothing to segment
 
@@ -96,14 +95,9 @@ def _priors(shape: tuple[int, int], notes: list[str]) -> Analysis:
 
 def lung_fields(rgb: np.ndarray) -> Analysis:
     """Right and left lung fields (``right_lung``, ``left_lung``, ``lungs``) at the input size."""
+    check_analysable(rgb, "chest_xray")  # a strip has too few rows for the seeds (an IndexError in scikit-image)
     gray = to_gray(rgb)
     h0, w0 = gray.shape
-    if max(h0, w0) > MAX_ASPECT * min(h0, w0):
-        raise MVGInputError(
-            f"image is {w0}x{h0} px: a strip, not a frontal chest radiograph (lung fields need an aspect ratio "
-            f"within 1:{MAX_ASPECT:g} to {MAX_ASPECT:g}:1). Pass the whole radiograph, or use region 'full' or "
-            "'rectangle', or a user mask."
-        )
     rows, cols = content_box(gray)
     notes: list[str] = []
     box = (rows.stop - rows.start, cols.stop - cols.start)
