@@ -1,4 +1,4 @@
-"""Headless CLI: ``python -m mvg_backend demo|run|batch|pie|evaluate ...``. Run with ``-h`` for the options."""
+"""Headless CLI: ``python -m mvg_backend demo|run|batch|pie|evaluate|convert ...``. Run with ``-h`` for the options."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import cv2
 import numpy as np
 
 from .errors import MVGInputError, MVGRuntimeError
-from .io import as_mask, as_rgb_image
-from .io.files import OutputDir, read_image, to_uint8, write_png
+from .io import as_mask
+from .io.files import OutputDir, Terminated, read_image, read_text, terminate_cleanly, to_uint8, write_png
 
 DTYPES = ("fp32", "fp16", "bf16")
 SCHEDULER_NAMES = ("ddim", "pndm", "ddpm", "euler", "euler_ancestral", "dpmpp_2m")  # = pie.schedulers.SCHEDULERS
@@ -70,6 +70,13 @@ def build_parser() -> argparse.ArgumentParser:
     from .metrics.cli import add_evaluate_parser
 
     add_evaluate_parser(sub)
+    convert = sub.add_parser("convert", help="convert a trusted pickled checkpoint (.ckpt/.pt/.bin) to .safetensors "
+                                             "once; the loaders never unpickle anything but tensors")
+    convert.add_argument("src", type=Path, help="the pickled file: an SD 1.x .ckpt, or a diffusers/transformers .bin")
+    convert.add_argument("dst", type=Path, help="the .safetensors to write (for a folder's .bin: the same folder's "
+                                                "diffusion_pytorch_model.safetensors / model.safetensors)")
+    convert.add_argument("--trust-pickle", action="store_true",
+                         help="required: unpickling can run code stored in the file; only for files you trust")
     return parser
 
 
@@ -81,6 +88,16 @@ def _load_backend(args: argparse.Namespace) -> tuple[Any, str]:
                                      seed=args.seed)
     backend.compile = bool(getattr(args, "compile", False))  # --compile: torch.compile the UNet
     return backend, note
+
+
+def _check_args(args: argparse.Namespace) -> None:
+    """What ``pie`` can check before any work: the device and the PIE settings."""
+    from .pie.engine import check_settings
+    from .pie.loading import check_device
+
+    check_device(args.device, "--device")
+    check_settings(args.rounds, args.strength, args.steps, args.cfg, args.beta1, args.beta2, args.chain,
+                   args.posterior, args.seed)
 
 
 def contact_sheet(frames: np.ndarray, labels: Sequence[str], columns: int = 6) -> np.ndarray:
@@ -123,14 +140,13 @@ def run(args: argparse.Namespace) -> int:
         from .cli_pipeline import run_command
 
         return run_command(args)
+    _check_args(args)
     with OutputDir(args.out, overwrite=args.overwrite) as out:
         image = read_image(args.image)
         mask = None if args.mask is None else read_image(args.mask)
         inputs = {"image": args.image, **({"mask": args.mask} if args.mask else {})}
         if args.prompts:
-            if not args.prompts.is_file():
-                raise MVGInputError(f"--prompts {str(args.prompts)!r} does not exist.")
-            plan = parse_prompt_lines(args.prompts.read_text(encoding="utf-8"), args.negative)
+            plan = parse_prompt_lines(read_text(args.prompts, "--prompts"), args.negative)
         else:
             plan = parse_prompt_lines("\n".join(args.prompt), args.negative)
         backend, model_note = _load_backend(args)
@@ -155,14 +171,30 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def convert(args: argparse.Namespace) -> int:
+    from .io.pickles import convert_to_safetensors
+
+    count, dropped = convert_to_safetensors(args.src, args.dst, trust_pickle=args.trust_pickle)
+    left_out = f"; left out {len(dropped)} non-tensor entries ({', '.join(dropped[:6])})" if dropped else ""
+    print(f"wrote {count} tensors to {args.dst}{left_out}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        if args.command == "evaluate":
-            from .metrics.cli import run_evaluate
+        with terminate_cleanly():  # SIGTERM cleans up like Ctrl-C: no staging folder is left behind
+            if args.command == "evaluate":
+                from .metrics.cli import run_evaluate
 
-            return run_evaluate(args)
-        return run(args)
+                return run_evaluate(args)
+            return convert(args) if args.command == "convert" else run(args)
     except (MVGInputError, MVGRuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted: nothing was written.", file=sys.stderr)
+        return 130
+    except Terminated:
+        print("\nterminated (SIGTERM): nothing was written.", file=sys.stderr)
+        raise

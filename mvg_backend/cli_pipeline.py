@@ -143,7 +143,9 @@ def _models(args: argparse.Namespace, config: PipelineConfig) -> LoadedModels:
 def run_command(args: argparse.Namespace) -> int:
     """``demo``, ``run`` or ``batch``; errors propagate as MVGInputError/MVGRuntimeError (the CLI prints them)."""
     from .case import Case, check_output_args, run_case
+    from .pie.loading import check_device
 
+    check_device(args.device, "--device")  # before anything is read, loaded or written
     if args.command == "batch":
         return _batch(args)
     if args.command == "demo":
@@ -194,8 +196,8 @@ def _demo_image(size: int):
 
     from .errors import MVGInputError
 
-    if not 64 <= size <= 2048:
-        raise MVGInputError(f"--size {size}: use 64..2048 pixels.")
+    if not 32 <= size <= 2048:
+        raise MVGInputError(f"--size {size}: use 32..2048 pixels (the default is 256).")
     return cv2.resize(data.retina(), (size, size), interpolation=cv2.INTER_AREA)
 
 

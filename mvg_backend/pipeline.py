@@ -153,8 +153,8 @@ class PipelineConfig:
         except MVGInputError as exc:
             raise MVGInputError(f"{exc} (--region / --domain)") from None
         for name in ("seed", "transition_seed", "llm_seed"):
-            if getattr(self, name) < 0:
-                raise MVGInputError(f"{_label(name, getattr(self, name))}: use a whole number >= 0.")
+            if not 0 <= getattr(self, name) <= 2**64 - 1:
+                raise MVGInputError(f"{_label(name, getattr(self, name))}: use an integer in 0..2**64-1.")
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -256,12 +256,7 @@ def load_pie_backend(*, checkpoint=None, model_dir=None, config=None, unet=None,
         return DiffusersBackend.from_pretrained(model_dir, **common), ""
     if unet is not None or config is not None:
         raise MVGInputError("--unet and --config need a base model: pass --checkpoint or --model-dir.")
-    backend = random_tiny_backend(seed=seed)
-    if scheduler != "ddim":
-        from .pie.schedulers import make_scheduler
-
-        backend = DiffusersBackend(backend.unet, backend.vae, backend.text_encoder, backend.tokenizer,
-                                   make_scheduler(scheduler, backend.scheduler))
+    backend = random_tiny_backend(seed=seed, scheduler=scheduler, device=device, dtype=_torch_dtype(dtype))
     return backend, NOTE
 
 

@@ -1,7 +1,8 @@
 """SD 1.x's VAE and CLIP text encoder as diffusers/transformers parts, shared by the PIE and SEINE backends.
 
 Pixels cross as float ``[N,H,W,3]`` in 0..1; latents are the VAE's, times ``scale`` after subtracting
-``shift`` (SD 1.x: 0.18215 and 0).
+``shift`` (SD 1.x: 0.18215 and 0). :func:`fit_prompt` cuts a prompt to what one CLIP context holds, for both
+engines and every backend (anything with ``count_tokens(text)``).
 
 Precision policy: SD's VAE overflows in fp16 (the decoder's activations pass 65504 at 512 px and above, and
 the frames come out NaN or black), so an fp16 VAE is upcast to float32 in place before its first use
@@ -11,7 +12,7 @@ fp16-safe VAE) stays fp16. bf16 has fp32's exponent range and stays bf16. Latent
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
@@ -68,3 +69,35 @@ def clip_last_hidden_state(tokenizer: Any, text_encoder: Any, text: str) -> torc
 def count_text_tokens(tokenizer: Any, text: str) -> int:
     """Text tokens of ``text`` without the start and end tokens."""
     return len(tokenizer(text, add_special_tokens=False, truncation=False, verbose=False).input_ids)
+
+
+MAX_PROMPT_TOKENS = 75
+"""Text tokens that fit one CLIP context (77 positions minus the start and end tokens)."""
+
+
+class TokenCounter(Protocol):
+    def count_tokens(self, text: str) -> int:
+        """Text tokens (without start/end) the backend's tokenizer makes of ``text``."""
+
+
+def fit_prompt(backend: TokenCounter, text: str) -> tuple[str, int, str]:
+    """``(kept, tokens, dropped)``: ``text`` cut to the longest run of whole words that fits one CLIP context
+    (``MAX_PROMPT_TOKENS``), as the backend then sees it; ``dropped`` is empty when all of it fits."""
+    tokens = int(backend.count_tokens(text))
+    if tokens <= MAX_PROMPT_TOKENS:
+        return text, tokens, ""
+    words = text.split()
+    lo, hi = 0, len(words)  # the largest k whose first k words fit
+    while lo < hi:
+        k = (lo + hi + 1) // 2
+        if backend.count_tokens(" ".join(words[:k])) <= MAX_PROMPT_TOKENS:
+            lo = k
+        else:
+            hi = k - 1
+    return " ".join(words[:lo]), tokens, " ".join(words[lo:])
+
+
+def prompt_cut_note(what: str, tokens: int, kept: str, dropped: str) -> str:
+    """The summary's sentence for a prompt :func:`fit_prompt` cut."""
+    return (f"the {what} has {tokens} CLIP tokens, more than the {MAX_PROMPT_TOKENS} that fit; it was cut after "
+            f"'{' '.join(kept.split()[-3:])}', dropping '{dropped}'.")

@@ -26,6 +26,18 @@ from ..mvg_backend.errors import MVGInputError
 from ..mvg_backend.pie.backend import RoundSpec, StepCallback, TextConditioning
 
 
+def count_clip_tokens(clip: Any, text: str) -> int:
+    """Text tokens a ComfyUI CLIP's tokenizer makes of ``text`` (its weight syntax applies), without
+    start/end/padding; the most over its tokenizers (SD 1.x has one). Used by the PIE and SEINE backends."""
+    special = set()
+    for tokenizer in vars(clip.tokenizer).values():
+        special |= {getattr(tokenizer, k, None) for k in ("start_token", "end_token", "pad_token")}
+    special.discard(None)
+    counts = [sum(1 for chunk in chunks for token in chunk if token[0] not in special)
+              for chunks in clip.tokenize(text).values()]
+    return max(counts, default=0)
+
+
 def round_sigmas(model: Any, sampler_name: str, scheduler: str, steps: int, denoise_steps: int) -> torch.Tensor:
     """The sigmas one round runs: the last ``denoise_steps + 1`` of ComfyUI's full ``steps``-step schedule."""
     full = comfy.samplers.KSampler(model, steps=steps, device="cpu", sampler=sampler_name, scheduler=scheduler,
@@ -90,14 +102,7 @@ class ComfyBackend:
         return self.vae.decode(latents)[..., :3].float().cpu()
 
     def count_tokens(self, text: str) -> int:
-        """Text tokens ComfyUI's tokenizer makes of ``text`` (its weight syntax applies), without start/end/padding."""
-        special = set()
-        for tokenizer in vars(self.clip.tokenizer).values():
-            special |= {getattr(tokenizer, k, None) for k in ("start_token", "end_token", "pad_token")}
-        special.discard(None)
-        counts = [sum(1 for chunk in chunks for token in chunk if token[0] not in special)
-                  for chunks in self.clip.tokenize(text).values()]
-        return max(counts, default=0)
+        return count_clip_tokens(self.clip, text)
 
     def encode_prompt(self, prompt: str, negative_prompt: str) -> TextConditioning:
         encode = self.clip.encode_from_tokens_scheduled

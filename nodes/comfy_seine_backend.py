@@ -5,6 +5,8 @@
 - ``clip.encode_from_tokens(tokens)`` returns, for SD 1.x by default (layer "last"), CLIP's final layer
   after the final LayerNorm: the ``last_hidden_state`` SEINE was trained on. ``CLIPSetLastLayer(-2)`` and
   below switch it to an earlier layer (still LayerNorm'd); such a clip-skip is undone for SEINE and noted.
+- ``count_tokens`` counts with the CLIP's own tokenizer (as the PIE backend does), so the engine cuts a long
+  prompt to whole words that fit one context and the summary says what was dropped.
 - The network is loaded with ``comfy.model_management.load_models_gpu(..., force_full_load=True)`` right
   before sampling, after the VAE and CLIP calls that may have evicted it.
 """
@@ -17,6 +19,7 @@ import comfy.model_management
 import torch
 
 from ..mvg_backend.seine.backend import LATENT_SCALE
+from .comfy_backend import count_clip_tokens
 
 CLIP_TOKENS = 77
 
@@ -41,6 +44,9 @@ class ComfySEINEBackend:
 
     def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
         return self.vae.decode(latents / LATENT_SCALE)[..., :3].float().cpu()
+
+    def count_tokens(self, text: str) -> int:
+        return count_clip_tokens(self.clip, text)
 
     def encode_text(self, text: str) -> torch.Tensor:
         cond = self.clip.encode_from_tokens(self.clip.tokenize(text))

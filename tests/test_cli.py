@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+import torch
 
 from fixtures.tiny_checkpoints import write_tiny_ldm_checkpoint
 from mvg_backend.cli import main
+from mvg_backend.roi.__main__ import main as roi_main
 
 
 def test_demo_runs_the_whole_pipeline_to_a_video(tmp_path, capsys):
@@ -88,3 +96,64 @@ def test_cli_errors(tmp_path, capsys, monkeypatch, argv, match):
     monkeypatch.chdir(tmp_path)
     assert main(argv + ["--out", str(tmp_path / "x")]) == 2
     assert match in capsys.readouterr().err
+
+
+# --- interruptions and outputs ---------------------------------------------------------------------------
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _wait_for(predicate, timeout: float) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGTERM") or sys.platform == "win32", reason="POSIX signals")
+def test_sigterm_leaves_no_staging_folder(tmp_path):
+    """SIGTERM (a job scheduler's stop, `kill`) cleans up as Ctrl-C does: no hidden .out.* folder, no --out."""
+    out = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "mvg_backend", "demo", "--size", "256", "--rounds", "200",
+                             "--steps", "1000", "--out", str(out)], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        staged = lambda: any(p.name.startswith(".run.") for p in tmp_path.iterdir())
+        assert _wait_for(staged, 120), proc.communicate(timeout=5)
+        time.sleep(1.0)  # let it get into the run
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert "terminated (SIGTERM): nothing was written" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_roi_mask_writes_nothing_when_an_output_is_unusable(tmp_path, capsys):
+    src = tmp_path / "img.png"
+    cv2.imwrite(str(src), (np.random.default_rng(0).random((48, 48)) * 255).astype(np.uint8))
+    rc = roi_main(["mask", str(src), "--domain", "other", "--out", str(tmp_path / "m.png"),
+                   "--overlay", str(tmp_path / "bad" / "dir" / "o.png")])
+    assert rc == 2 and "--overlay" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["img.png"]  # the mask was not left behind
+    assert roi_main(["mask", str(src), "--domain", "other", "--out", str(tmp_path / "m.png"),
+                     "--overlay", str(tmp_path / "o.png")]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["img.png", "m.png", "o.png"]
+
+
+def test_the_random_model_honours_scheduler_device_and_dtype(tmp_path):
+    """Without --checkpoint these options were ignored; now they shape the plumbing-check model too."""
+    runs = {}
+    for scheduler in ("ddim", "euler"):
+        out = tmp_path / scheduler
+        assert main(["demo", "--size", "32", "--rounds", "1", "--steps", "4", "--scheduler", scheduler,
+                     "--out", str(out)]) == 0
+        runs[scheduler] = cv2.imread(str(out / "frames" / "frame_001.png"))
+    assert not np.array_equal(runs["ddim"], runs["euler"])
+    from mvg_backend.pie.random_model import random_tiny_backend
+
+    backend = random_tiny_backend(scheduler="pndm", dtype=torch.bfloat16)
+    assert type(backend.scheduler).__name__ == "PNDMScheduler" and backend.dtype == torch.bfloat16

@@ -155,6 +155,19 @@ def test_the_default_resolution_is_the_official_512_and_frames_come_back_at_the_
     assert f"generated frames are resized back to {SIZE}x{SIZE}" in summary
 
 
+def test_a_prompt_longer_than_one_clip_context_is_cut_and_noted(comfyui_server, seine_inputs):
+    """The ComfyUI SEINE backend counts with the CLIP's own tokenizer, so the engine cuts to whole words (as PIE)."""
+    graph = _graph("seine_long_prompt", frames=3, steps=1)
+    prompt = " ".join(["the lesion grows slowly"] * 30)
+    graph["6"]["inputs"]["prompt"] = prompt
+    summary = comfyui_server.run(graph, timeout=300)["outputs"]["8"]["text"][0]
+    note = next(line for line in summary.splitlines() if "CLIP tokens" in line)
+    # 30 x 5 tokens ("lesion" is two), as SD's own tokenizer counts them; 15 repeats fit
+    assert note.startswith("note: the prompt has 150 CLIP tokens, more than the 75 that fit; it was cut after "
+                           "'lesion grows slowly', dropping 'the lesion grows slowly the lesion"), note
+    assert note.count("the lesion grows slowly") == 15
+
+
 def test_without_a_model_the_fallback_runs_and_says_so(comfyui_server, seine_inputs):
     srv = comfyui_server
     entry = srv.run(_graph("seine_fallback", keyframes=3, with_model=False, frames=4), timeout=120)

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 
+import cv2
 import numpy as np
 import pytest
 import torch
 from safetensors.torch import save_file
 
 from fixtures.ldm_layout import unet_to_ldm
+from fixtures.malicious import RunsCode
 from fixtures.tiny_checkpoints import make_tiny_sd_components, write_tiny_config_folder, write_tiny_ldm_checkpoint
+from mvg_backend.cli import main as cli
 from mvg_backend.errors import MVGInputError
 from mvg_backend.pie import DiffusersBackend, progressive_edit
 from mvg_backend.pie.loading import SD15_CONFIG, resolve_unet_dir
@@ -118,3 +122,81 @@ def test_shipped_sd15_config_is_the_sd15_architecture():
     assert tok("a chest x-ray").input_ids == [49406, 320, 10563, 343, 268, 3077, 49407]
     assert json.loads((SD15_CONFIG / "scheduler" / "scheduler_config.json").read_text())["beta_schedule"] == \
         "scaled_linear"
+
+
+# --- pickled weights: never unpickled unless converted explicitly ------------------------------------------
+def _ldm_state(tmp_path):
+    from safetensors.torch import load_file
+
+    path, comps = write_tiny_ldm_checkpoint(tmp_path / "tiny.safetensors", config_dir=tmp_path / "cfg")
+    return load_file(str(path)), comps
+
+
+def test_a_malicious_ckpt_never_runs_and_is_explained(tmp_path, capsys):
+    state, _ = _ldm_state(tmp_path)
+    marker = tmp_path / "pwned"
+    torch.save({"state_dict": state, "payload": RunsCode(marker)}, str(tmp_path / "evil.ckpt"))
+    with pytest.raises(MVGInputError) as err:
+        DiffusersBackend.from_single_file(tmp_path / "evil.ckpt", config=tmp_path / "cfg")
+    message = str(err.value)
+    assert not marker.exists()
+    assert "checkpoint 'evil.ckpt' holds executable Python objects" in message and ".system" in message
+    assert "never unpickles anything but tensors" in message
+    assert f"python -m mvg_backend convert {tmp_path / 'evil.ckpt'} {tmp_path / 'evil.safetensors'} --trust-pickle" \
+        in message
+    cv2.imwrite(str(tmp_path / "i.png"), np.zeros((32, 32, 3), np.uint8))
+    assert cli(["pie", "--image", str(tmp_path / "i.png"), "--prompt", "x", "--checkpoint", str(tmp_path / "evil.ckpt"),
+                "--config", str(tmp_path / "cfg"), "--out", str(tmp_path / "out")]) == 2
+    assert "holds executable Python objects" in capsys.readouterr().err
+    assert not marker.exists() and not (tmp_path / "out").exists()
+
+
+def test_a_malicious_bin_in_a_model_folder_never_runs(tmp_path, components):
+    folder = write_tiny_config_folder(tmp_path / "sd", *components, with_weights=True)
+    marker = tmp_path / "pwned"
+    unet_dir = folder / "unet"
+    state = dict(components[0].state_dict())
+    for f in unet_dir.glob("*.safetensors"):
+        f.unlink()
+    torch.save({**state, "payload": RunsCode(marker)}, str(unet_dir / "diffusion_pytorch_model.bin"))
+    with pytest.raises(MVGInputError) as err:
+        DiffusersBackend.from_pretrained(folder)
+    assert not marker.exists()
+    message = str(err.value)
+    assert "the unet weights file 'diffusion_pytorch_model.bin' holds executable Python objects" in message
+    assert f"{unet_dir / 'diffusion_pytorch_model.safetensors'} --trust-pickle" in message
+    with pytest.raises(MVGInputError, match="holds executable Python objects"):  # as a fine-tuned UNet too
+        DiffusersBackend.from_pretrained(write_tiny_config_folder(tmp_path / "b", *components, with_weights=True),
+                                         unet=unet_dir)
+    assert not marker.exists()
+
+
+def test_tensor_only_pickles_still_load(tmp_path, components):
+    """A plain torch.save of tensors needs no conversion: diffusers reads it with weights_only=True."""
+    state, comps = _ldm_state(tmp_path)
+    torch.save({"state_dict": state}, str(tmp_path / "plain.ckpt"))
+    loaded = DiffusersBackend.from_single_file(tmp_path / "plain.ckpt", config=tmp_path / "cfg")
+    assert_same_weights(loaded.unet, comps[0])
+    folder = write_tiny_config_folder(tmp_path / "sd", *components, with_weights=True)
+    for f in (folder / "unet").glob("*.safetensors"):
+        f.unlink()
+    torch.save(dict(components[0].state_dict()), str(folder / "unet" / "diffusion_pytorch_model.bin"))
+    assert_same_weights(DiffusersBackend.from_pretrained(folder).unet, components[0])
+
+
+def test_convert_command_turns_a_trusted_ckpt_into_safetensors(tmp_path, capsys):
+    state, comps = _ldm_state(tmp_path)
+    src = tmp_path / "trusted.ckpt"
+    torch.save({"state_dict": state, "global_step": 7, "hparams": argparse.Namespace(lr=1e-4)}, str(src))
+    dst = tmp_path / "trusted.safetensors"
+    assert cli(["convert", str(src), str(dst)]) == 2
+    assert "--trust-pickle" in capsys.readouterr().err and not dst.exists()
+    assert cli(["convert", str(src), str(tmp_path / "x.ckpt"), "--trust-pickle"]) == 2
+    assert "must end in .safetensors" in capsys.readouterr().err
+    assert cli(["convert", str(src), str(dst), "--trust-pickle"]) == 0
+    assert f"wrote {len(state)} tensors" in capsys.readouterr().out
+    loaded = DiffusersBackend.from_single_file(dst, config=tmp_path / "cfg")
+    assert_same_weights(loaded.unet, comps[0])
+    assert cli(["convert", str(src), str(dst), "--trust-pickle"]) == 2  # never overwrites
+    assert "exists" in capsys.readouterr().err
+    assert not list(tmp_path.glob("*.part"))

@@ -287,3 +287,73 @@ def test_every_domain_has_its_regions():
     from mvg_backend.roi.api import DEFAULT_REGION, REGIONS_BY_DOMAIN
 
     assert tuple(REGIONS_BY_DOMAIN) == DOMAINS and tuple(DEFAULT_REGION) == DOMAINS
+
+
+# ------------------------------------------------------------- inputs that once gave silently wrong masks
+SQUARE = np.zeros((128, 128), np.float32)
+SQUARE[54:74, 54:74] = 1  # a 20 px square
+TEXTURE = np.random.default_rng(1).random((128, 128)).astype(np.float32)
+
+
+def test_a_feather_wider_than_the_mask_is_capped_so_a_core_stays_fully_editable(caplog):
+    result = segment_detailed(TEXTURE, "other", "full", user_mask=SQUARE, combine="replace", feather=200)
+    assert result.mask.max() == 1.0 and (result.mask == 1.0).sum() >= 16  # before: every pixel 0.3..0.53
+    message = next(w for w in result.warnings if w.startswith("feather=200 px is wider than the mask allows"))
+    assert "capped to 10 px" in message and message in caplog.text and message in result.describe()
+    fine = segment_detailed(TEXTURE, "other", "full", user_mask=SQUARE, combine="replace", feather=6)
+    assert not fine.warnings and (fine.mask == 1.0).any()
+
+
+def test_dilate_and_feather_are_bounded_by_the_image():
+    image = TEXTURE[:64, :64]
+    result = segment_detailed(image, "other", "rectangle", rect="0.4, 0.4, 0.6, 0.6", dilate=2000)
+    assert result.mask.all() and any("dilate=2000 px is more than the image's diagonal (91 px)" in w
+                                     for w in result.warnings)
+    eroded = segment_detailed(image, "other", "rectangle", rect="0.4, 0.4, 0.6, 0.6", dilate=-2000)
+    assert eroded.mask.any() and any("would leave the mask empty" in w for w in eroded.warnings)
+    # past 32 px the disk is a Euclidean distance transform: the same size as OpenCV's disk, up to its edge
+    square = np.zeros((200, 200), np.float32)
+    square[90:110, 90:110] = 1
+    grown = postprocess(square, dilate=40) >= 0.5
+    kernel = cv2.dilate(square.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (81, 81))) > 0
+    assert grown[100, 109 + 40] and not grown[100, 109 + 41] and abs(int(grown.sum()) - int(kernel.sum())) < 100
+
+
+def test_a_faint_user_mask_is_treated_as_empty_with_a_warning():
+    faint = np.full((64, 64), 0.001, np.float32)
+    result = segment_detailed(TEXTURE[:64, :64], "other", "rectangle", user_mask=faint, combine="replace")
+    assert any("the user mask is faint: its strongest value is 0.001" in w for w in result.warnings)
+    np.testing.assert_array_equal(result.mask, segment(TEXTURE[:64, :64], "other", "rectangle"))
+    sixteen_bit = (SQUARE * 65).astype(np.uint16)  # a 0/1 mask that was scaled by 65 instead of 65535
+    assert any("faint" in w for w in segment_detailed(TEXTURE, "other", "full", user_mask=sixteen_bit).warnings)
+    assert not segment_detailed(TEXTURE, "other", "full", user_mask=SQUARE * 0.6).warnings  # soft but usable
+
+
+@pytest.mark.parametrize("size", [64, 256])
+def test_a_near_constant_chest_image_falls_back_to_the_prior_lungs(size, caplog):
+    image = np.full((size, size), 0.5, np.float32)
+    image[size // 2, size // 2] = 0.6  # one pixel differs: once gave 4-pixel "lungs"
+    result = segment_detailed(image, "chest_xray", "lungs")
+    assert result.fallback and result.area_fraction > 0.1
+    assert any("almost no contrast" in n for n in result.notes)
+    assert "automatic lungs failed" in caplog.text and "(FALLBACK)" in result.describe()
+
+
+@pytest.mark.parametrize("size", [64, 256])
+def test_a_dark_fundus_image_with_one_bright_dot_falls_back_to_a_plausible_macula(size):
+    image = np.zeros((size, size, 3), np.float32)
+    image[size // 2 - 1:size // 2 + 2, size // 2 - 1:size // 2 + 2] = 1.0  # once: a 1-pixel macula, or a crash
+    result = segment_detailed(image, "fundus", "macula")
+    assert result.fallback and result.area_fraction > 0.01
+    assert {"fov", "optic_disc", "macula", "retina"} <= result.analysis.fallbacks
+    assert any("almost no contrast" in n for n in result.notes)
+    assert any("automatic macula failed" in w for w in result.warnings)
+
+
+def test_a_hint_on_an_image_too_small_to_analyse_is_skipped_with_a_warning():
+    small = np.random.default_rng(2).random((16, 16)).astype(np.float32)
+    result = segment_detailed(small, "chest_xray", "rectangle", hint="right lower lung")
+    assert result.mask.any() and any("region hint not applied: image is 16x16 px: too small" in w
+                                     for w in result.warnings)
+    with pytest.raises(MVGInputError, match="too small for automatic chest_xray analysis"):
+        segment(small, "chest_xray", "lungs")

@@ -6,6 +6,7 @@ import argparse
 
 import pytest
 import torch
+from fixtures.malicious import RunsCode
 from fixtures.tiny_seine import (
     make_tiny_seine,
     one_torch_thread,  # noqa: F401  (a fixture)
@@ -69,8 +70,29 @@ def test_unsafe_pickle_is_refused_with_the_conversion_command(tmp_path, referenc
     with pytest.raises(MVGInputError) as err:
         load_seine_unet(path)
     message = str(err.value)
-    assert "'seine.pt'" in message and "cannot be read safely" in message
+    assert "'seine.pt'" in message and "holds executable Python objects" in message
+    assert "argparse.Namespace" in message and "will not load it" in message
     assert f"python -m mvg_backend.seine convert {path} {tmp_path / 'seine.safetensors'} --trust-pickle" in message
+    assert "weights_only" not in message and "corrupt" not in message
+
+
+@pytest.mark.parametrize("legacy", [False, True])
+def test_a_malicious_pickle_never_runs_and_is_explained(tmp_path, reference, legacy):
+    """torch 2.13 words its refusal differently ("module posix is blocked"); the message must not depend on it."""
+    marker = tmp_path / "pwned"
+    path = tmp_path / "seine.pt"
+    torch.save({"ema": dict(reference[0]), "payload": RunsCode(marker)}, str(path),
+               _use_new_zipfile_serialization=not legacy)
+    with pytest.raises(MVGInputError) as err:
+        load_seine_unet(path)
+    assert not marker.exists()
+    message = str(err.value)
+    assert "holds executable Python objects" in message and ".system" in message
+    assert "never unpickles anything but tensors" in message and "will not load it" in message
+    assert "--trust-pickle" in message and "truncated" not in message and "weights_only" not in message
+    assert seine_cli(["transition", "--keyframes", str(path), str(path), "--seine", str(path), "--sd",
+                      str(tmp_path), "--out", str(tmp_path / "out")]) == 2
+    assert not marker.exists() and not (tmp_path / "out").exists()
 
 
 def test_converter_needs_the_flag_then_writes_a_loadable_safetensors(tmp_path, reference):
@@ -168,3 +190,15 @@ def test_a_pickle_without_tensors(tmp_path):
     torch.save({"ema": {"note": "no tensors"}}, str(tmp_path / "odd.pt"))
     with pytest.raises(MVGInputError, match="holds no state dict of tensors"):
         load_seine_unet(tmp_path / "odd.pt")
+
+
+def test_int8_weights_are_refused_by_name(tmp_path, reference):
+    state = {k: (v * 100).to(torch.int8) if k.endswith("weight") else v.clone() for k, v in reference[0].items()}
+    save_file(state, str(tmp_path / "int8.safetensors"))
+    with pytest.raises(MVGInputError, match=r"'int8.safetensors' holds int8 tensors .*quantised.*fp32, fp16 or bf16"):
+        load_seine_unet(tmp_path / "int8.safetensors")
+
+
+def test_a_folder_given_as_the_checkpoint_is_named_as_a_folder(tmp_path):
+    with pytest.raises(MVGInputError, match="is a folder; give the checkpoint file in it"):
+        load_seine_unet(tmp_path)

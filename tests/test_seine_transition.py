@@ -184,7 +184,8 @@ def test_sizes_not_multiple_of_8_are_padded_and_cropped_back(backend):
 
 
 @pytest.mark.parametrize("kwargs,message", [
-    (dict(frames=2), "frames=2: a transition needs at least 3 frames"),
+    (dict(frames=2), "frames=2: use 3..64 frames per transition"),
+    (dict(frames=100_000), "frames=100000: use 3..64"),
     (dict(frames=0), "frames=0"),
     (dict(cfg=-1.0), "cfg=-1.0"),
     (dict(sampler="euler"), "sampler='euler'"),
@@ -393,3 +394,22 @@ def test_a_mask_keeps_everything_outside_it_still():
                                rtol=0, atol=1e-6)  # float rounding of (1-t)·a + t·a only
     assert np.array_equal(kept.frames[:, mask == 1], free.frames[:, mask == 1])  # inside: the method's frames
     assert any("cross-dissolve" in n for n in kept.notes)
+
+
+def test_a_prompt_longer_than_one_clip_context_is_cut_to_whole_words_with_a_note(backend):
+    """As PIE does (fit_prompt): SEINE's text encoder reads 75 tokens; the summary names what was dropped."""
+    texts = []
+    encode = backend.encode_text
+    backend.encode_text = lambda text: texts.append(text) or encode(text)
+    prompt = " ".join(["the lesion grows slowly"] * 30)
+    result = transition_frames(keyframes(), backend=backend, frames=3, steps=1, prompt=prompt, resolution="native")
+    assert backend.count_tokens(prompt) > 75
+    kept = texts[0]
+    assert prompt.startswith(kept) and backend.count_tokens(kept) <= 75
+    assert backend.count_tokens(kept + " " + prompt[len(kept):].split()[0]) > 75
+    note = next(n for n in result.notes if "CLIP tokens" in n)
+    assert note.startswith(f"the prompt has {backend.count_tokens(prompt)} CLIP tokens, more than the 75 that fit")
+    assert f"dropping '{prompt[len(kept):].strip()}'" in note and note in result.summary
+    short = transition_frames(keyframes(), backend=backend, frames=3, steps=1, prompt="a lesion grows",
+                              resolution="native")
+    assert not any("CLIP tokens" in n for n in short.notes)

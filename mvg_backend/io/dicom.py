@@ -43,6 +43,8 @@ def read_dicom(path: str | Path, window: str | tuple[float, float] = "auto", fra
     except ImportError as exc:  # pragma: no cover - pydicom is a requirement
         raise MVGInputError("reading DICOM needs pydicom: pip install pydicom") from exc
     p = Path(path)
+    if p.is_dir():
+        raise MVGInputError(f"DICOM file {str(p)!r} is a folder (a DICOM series?); give one image file in it.")
     if not p.is_file():
         raise MVGInputError(f"DICOM file {str(p)!r} does not exist.")
     try:

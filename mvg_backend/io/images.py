@@ -22,6 +22,11 @@ def _to_numpy(value: Any, name: str) -> np.ndarray:
         value = np.asarray(value)
     if not isinstance(value, np.ndarray):
         raise MVGInputError(f"{name}: expected an array, tensor or PIL image, got {type(value).__name__}.")
+    if value.dtype.kind not in "biuf":  # bool, signed/unsigned integer, float
+        raise MVGInputError(
+            f"{name}: data type {value.dtype} is not image data; pass numbers (uint8, uint16, or float in 0..1), "
+            "e.g. np.asarray(image, dtype=np.float32)."
+        )
     if value.size == 0:
         raise MVGInputError(f"{name} is empty (shape {value.shape}).")
     return value

@@ -14,11 +14,10 @@ from typing import Any, Callable, Protocol
 
 import torch
 
+from ..sd_parts import MAX_PROMPT_TOKENS  # noqa: F401  (text tokens of one CLIP context; shared with SEINE)
+
 StepCallback = Callable[[int, int], None]
 """``callback(step_done, steps_in_round)`` after every model step; raise from it to cancel."""
-
-MAX_PROMPT_TOKENS = 75
-"""Text tokens that fit one CLIP context (77 positions minus the start and end tokens)."""
 
 
 def denoising_steps(strength: float, steps: int) -> int:

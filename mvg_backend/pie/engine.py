@@ -28,7 +28,8 @@ import torch.nn.functional as F
 from ..errors import MVGInputError, MVGRuntimeError
 from ..io import as_mask, as_rgb_image, pad_to_multiple
 from ..prompts import PromptPlan, Stage
-from .backend import MAX_PROMPT_TOKENS, PIEBackend, RoundSpec, TextConditioning, denoising_steps, round_noise
+from ..sd_parts import fit_prompt, prompt_cut_note
+from .backend import PIEBackend, RoundSpec, TextConditioning, denoising_steps, round_noise
 
 CHAIN_MODES = ("latent", "pixel")
 POSTERIOR_MODES = ("mode", "sample")
@@ -110,19 +111,36 @@ def schedule_rounds(stages: Sequence[Stage], rounds: int) -> tuple[list[int], li
     return per_stage, notes
 
 
-def _check_settings(rounds: int, strength: float, steps: int, guidance: float, beta1: float, beta2: float,
-                    chain: str, posterior: str) -> None:
-    if not isinstance(rounds, (int, np.integer)) or rounds < 1:
-        raise MVGInputError(f"rounds={rounds!r}: use an integer >= 1 (the reference uses 10).")
-    if not 0.0 < strength <= 1.0:
-        raise MVGInputError(f"strength={strength!r}: γ must lie in (0, 1] (the reference uses 0.5).")
-    if not isinstance(steps, (int, np.integer)) or steps < 1:
-        raise MVGInputError(f"steps={steps!r}: use an integer >= 1 (the reference uses 50).")
-    if not np.isfinite(guidance) or guidance < 0:
-        raise MVGInputError(f"guidance (cfg)={guidance!r}: use a value >= 0 (the reference uses 7.5).")
+MAX_ROUNDS, MAX_STEPS, MAX_GUIDANCE, MIN_STRENGTH = 200, 1000, 100.0, 0.01
+"""The Progressive Edit node's caps, for every caller (bounded work: a run is at most 200 × 1000 model steps)."""
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _is_real(value: Any) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_)) \
+        and bool(np.isfinite(value))
+
+
+def check_settings(rounds: int, strength: float, steps: int, guidance: float, beta1: float, beta2: float,
+                   chain: str, posterior: str, seed: int) -> None:
+    """``MVGInputError`` for a setting outside what :func:`progressive_edit` (and the node) accepts."""
+    if not _is_int(rounds) or not 1 <= rounds <= MAX_ROUNDS:
+        raise MVGInputError(f"rounds={rounds!r}: use an integer in 1..{MAX_ROUNDS} (the reference uses 10).")
+    if not _is_real(strength) or not MIN_STRENGTH <= strength <= 1.0:
+        raise MVGInputError(f"strength={strength!r}: γ must be a number in {MIN_STRENGTH}..1 (the reference uses 0.5).")
+    if not _is_int(steps) or not 1 <= steps <= MAX_STEPS:
+        raise MVGInputError(f"steps={steps!r}: use an integer in 1..{MAX_STEPS} (the reference uses 50; SD's "
+                            "schedule has 1000 training timesteps).")
+    if not _is_real(guidance) or not 0 <= guidance <= MAX_GUIDANCE:
+        raise MVGInputError(f"guidance (cfg)={guidance!r}: use a number in 0..{MAX_GUIDANCE:g} (the reference uses 7.5).")
     for name, beta in (("beta1", beta1), ("beta2", beta2)):
-        if not 0.0 <= beta <= 1.0:
-            raise MVGInputError(f"{name}={beta!r}: β must lie in [0, 1] (defaults: beta1 0.01, beta2 0.75).")
+        if not _is_real(beta) or not 0.0 <= beta <= 1.0:
+            raise MVGInputError(f"{name}={beta!r}: β must be a number in [0, 1] (defaults: beta1 0.01, beta2 0.75).")
+    if not _is_int(seed) or not -(2**63) <= seed < 2**64:
+        raise MVGInputError(f"seed={seed!r}: use an integer in 0..2**64-1 (round k uses seed + k - 1).")
     if chain not in CHAIN_MODES:
         raise MVGInputError(f"chain={chain!r}: use one of {CHAIN_MODES}.")
     if posterior not in POSTERIOR_MODES:
@@ -146,33 +164,12 @@ def latent_mask(mask: np.ndarray, latent_size: tuple[int, int], factor: int) -> 
     return F.interpolate(torch.from_numpy(np.ascontiguousarray(padded))[None, None], size=latent_size, mode="area")
 
 
-def fit_prompt(backend: PIEBackend, text: str) -> tuple[str, int, str]:
-    """``(kept, tokens, dropped)``: ``text`` cut to the longest run of whole words that fits one CLIP context
-    (``MAX_PROMPT_TOKENS``), as both backends then see it; ``dropped`` is empty when all of it fits."""
-    tokens = int(backend.count_tokens(text))
-    if tokens <= MAX_PROMPT_TOKENS:
-        return text, tokens, ""
-    words = text.split()
-    lo, hi = 0, len(words)  # the largest k whose first k words fit
-    while lo < hi:
-        k = (lo + hi + 1) // 2
-        if backend.count_tokens(" ".join(words[:k])) <= MAX_PROMPT_TOKENS:
-            lo = k
-        else:
-            hi = k - 1
-    return " ".join(words[:lo]), tokens, " ".join(words[lo:])
-
-
 def _encode_stage_text(backend: PIEBackend, stage: Stage, index: int, notes: list[str]) -> TextConditioning:
     texts = []
     for what, text in (("prompt", stage.prompt), ("negative prompt", stage.negative_prompt)):
         kept, tokens, dropped = fit_prompt(backend, text)
         if dropped:
-            notes.append(
-                f"stage {index + 1} '{stage.label}': the {what} has {tokens} CLIP tokens, more than the "
-                f"{MAX_PROMPT_TOKENS} that fit; it was cut after '{' '.join(kept.split()[-3:])}', dropping "
-                f"'{dropped}'."
-            )
+            notes.append(f"stage {index + 1} '{stage.label}': {prompt_cut_note(what, tokens, kept, dropped)}")
         texts.append(kept)
     return backend.encode_prompt(*texts)
 
@@ -215,7 +212,7 @@ def progressive_edit(
     the original is frame 0 and the first keyframe.
     """
     plan = PromptPlan.coerce(prompts)
-    _check_settings(rounds, strength, steps, guidance, beta1, beta2, chain, posterior)
+    check_settings(rounds, strength, steps, guidance, beta1, beta2, chain, posterior, seed)
     rgb, notes = as_rgb_image(image)
     height, width = rgb.shape[:2]
     mask_px, mask_notes = as_mask(mask, (height, width))
@@ -225,9 +222,18 @@ def progressive_edit(
             "mask is empty (all zeros): there is nothing to edit. Draw the region of interest (ComfyUI mask "
             "editor), connect MVG_ROIMask, or pass a mask of ones to edit the whole image."
         )
+    if float(mask_px.max()) < 0.5:
+        notes.append(f"mask is faint: its strongest value is {float(mask_px.max()):.3g}, so every edit is scaled down to "
+                     f"at most {float(mask_px.max()):.1%} of full strength. Use a mask that is 1 where the image may change.")
     if float(mask_px.min()) >= 1.0 - 1e-6:
         notes.append("mask covers the whole image: nothing is anchored to the original; only β2 keeps it recognisable.")
     stage_rounds, round_notes = schedule_rounds(plan.stages, int(rounds))
+    if sum(stage_rounds) > MAX_ROUNDS:
+        raise MVGInputError(
+            f"prompts: {len(plan.stages)} stage(s) need {sum(stage_rounds)} rounds in all (each stage runs at least "
+            f"one, a stage's own {{rounds=N}} counts in full), more than the {MAX_ROUNDS} a run may take. Use fewer "
+            "stages or smaller per-stage rounds."
+        )
     notes += round_notes
 
     factor = int(backend.vae_scale_factor)

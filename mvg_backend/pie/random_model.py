@@ -10,13 +10,16 @@ import torch
 
 from .diffusers_backend import DiffusersBackend
 from .loading import SD15_CONFIG
+from .schedulers import make_scheduler
 
 NOTE = ("random-weight tiny SD 1.x model (no checkpoint given): a plumbing check, the edited region is "
         "noise. Pass --checkpoint FILE.safetensors or --model-dir DIR for real edits.")
 
 
-def random_tiny_backend(seed: int = 0) -> DiffusersBackend:
-    """UNet (32, 64) + 4-level VAE (factor 8) + 2-layer CLIP on the real CLIP tokenizer, seeded."""
+def random_tiny_backend(seed: int = 0, *, scheduler: str | None = None, device: str | torch.device = "cpu",
+                        dtype: torch.dtype = torch.float32) -> DiffusersBackend:
+    """UNet (32, 64) + 4-level VAE (factor 8) + 2-layer CLIP on the real CLIP tokenizer, seeded; on ``device`` in
+    ``dtype``, with the scheduler named ``scheduler`` (see ``SCHEDULERS``; default DDIM)."""
     from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
@@ -38,5 +41,7 @@ def random_tiny_backend(seed: int = 0) -> DiffusersBackend:
     finally:
         torch.set_rng_state(state)
     tokenizer = CLIPTokenizer.from_pretrained(SD15_CONFIG / "tokenizer", local_files_only=True)
-    scheduler = DDIMScheduler.from_pretrained(SD15_CONFIG / "scheduler", local_files_only=True)
-    return DiffusersBackend(unet, vae, text_encoder, tokenizer, scheduler)
+    base = DDIMScheduler.from_pretrained(SD15_CONFIG / "scheduler", local_files_only=True)
+    sched = make_scheduler(scheduler, base) if scheduler else base
+    unet, vae, text_encoder = (m.to(device=device, dtype=dtype) for m in (unet, vae, text_encoder))
+    return DiffusersBackend(unet, vae, text_encoder, tokenizer, sched)

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import argparse
 import csv
+import os
 import sys
 from pathlib import Path
 
 from ..errors import MVGInputError
-from ..io.files import read_image, write_png
+from ..io.files import Terminated, check_output_file, read_image, terminate_cleanly, write_pngs
 from .api import DOMAINS, REGIONS, segment_detailed
 from .evaluate import evaluate, report
 from .overlay import overlay
@@ -40,29 +41,54 @@ def main(argv: list[str] | None = None) -> int:
     mk.add_argument("--overlay", default=None, help="also write a preview PNG here")
     args = parser.parse_args(argv)
     try:
-        if args.command == "mask":
-            return _mask(args)
-        rows: list[dict] = []
-        scores = evaluate(args.manifest, args.data_dir, limit=args.limit, rows_out=rows)
+        with terminate_cleanly():
+            if args.command == "mask":
+                return _mask(args)
+            return _eval(args)
     except MVGInputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted: nothing was written.", file=sys.stderr)
+        return 130
+    except Terminated:
+        print("\nterminated (SIGTERM): nothing was written.", file=sys.stderr)
+        raise
+
+
+def _eval(args: argparse.Namespace) -> int:
+    if args.limit is not None and args.limit < 1:
+        raise MVGInputError(f"--limit {args.limit}: give a positive number of rows (or leave it out for all).")
+    if args.csv:  # checked before the (long) evaluation, so that its results are not lost at the end
+        check_output_file(args.csv, "--csv", (".csv",))
+    rows: list[dict] = []
+    scores = evaluate(args.manifest, args.data_dir, limit=args.limit, rows_out=rows)
     print(report(args.manifest, scores))
     if args.csv:
-        with open(args.csv, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=["id", "task", "dice", "iou", "error"])
-            writer.writeheader()
-            writer.writerows(rows)
+        partial = Path(args.csv).with_name(Path(args.csv).name + ".part")
+        try:
+            with open(partial, "w", newline="", encoding="utf-8") as f:
+                writer = csv.DictWriter(f, fieldnames=["id", "task", "dice", "iou", "error"])
+                writer.writeheader()
+                writer.writerows(rows)
+            os.replace(partial, args.csv)
+        finally:
+            partial.unlink(missing_ok=True)
     return 0
 
 
 def _mask(args: argparse.Namespace) -> int:
+    # every output is checked before the work, and written all-or-nothing after it
+    outputs = [check_output_file(args.out, "--out")]
+    if args.overlay:
+        outputs.append(check_output_file(args.overlay, "--overlay"))
+        if outputs[1].resolve() == outputs[0].resolve():
+            raise MVGInputError(f"--overlay {args.overlay!r} is the same file as --out; give it another name.")
     image = read_image(args.image)
     result = segment_detailed(image, args.domain, args.region, hint=args.hint, rect=args.rect, eye=args.eye,
                               dilate=args.dilate, feather=args.feather)
-    write_png(Path(args.out), result.mask)
-    if args.overlay:
-        write_png(Path(args.overlay), overlay(image, result.mask))
+    images = [result.mask] + ([overlay(image, result.mask)] if args.overlay else [])
+    write_pngs(dict(zip(outputs, images)))
     print(result.describe())
     return 0
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Iterable
 
 import numpy as np
@@ -14,7 +15,7 @@ from .mediastinum import add_heart_and_mediastinum
 from .fundus import EYES, analyse_fundus
 from .hints import hint_mask, split_hints
 from .postprocess import postprocess
-from .prep import as_roi_image
+from .prep import as_roi_image, check_analysable
 from .skin import analyse_skin
 from .types import Analysis, ROIResult
 
@@ -28,6 +29,9 @@ GENERIC_REGIONS = ("full", "rectangle")
 REGIONS = tuple(dict.fromkeys(r for rs in REGIONS_BY_DOMAIN.values() for r in rs)) + GENERIC_REGIONS
 DEFAULT_REGION = {"chest_xray": "lungs", "fundus": "retina", "skin": "lesion", "other": "full"}
 DEFAULT_RECT = "0.25, 0.25, 0.75, 0.75"
+FAINT = 0.5
+"""A user mask whose strongest value is below this (no pixel even half editable) is treated as empty."""
+logger = logging.getLogger(__name__)
 
 
 def resolve_region(domain: str, region: str) -> str:
@@ -46,6 +50,7 @@ def resolve_region(domain: str, region: str) -> str:
 
 
 def _analyse(rgb: np.ndarray, domain: str, eye: str) -> Analysis:
+    check_analysable(rgb, domain)
     if domain == "chest_xray":
         return add_heart_and_mediastinum(lung_fields(rgb))
     if domain == "fundus":
@@ -62,8 +67,31 @@ def _as_array(value: Any) -> np.ndarray:
 def _hints(hint: str | Iterable[str] | None) -> list[str]:
     if hint is None:
         return []
-    items = [hint] if isinstance(hint, str) else list(hint)
+    if isinstance(hint, str):
+        items = [hint]
+    elif isinstance(hint, (list, tuple, set, frozenset)):
+        items = list(hint)
+    else:
+        raise MVGInputError(f"hint={hint!r}: give words (e.g. 'right lower lung') or a list of them, not a "
+                            f"{type(hint).__name__}.")
+    bad = [h for h in items if h is not None and not isinstance(h, str)]
+    if bad:
+        raise MVGInputError(f"hint: {bad[0]!r} ({type(bad[0]).__name__}) is not text; give words such as "
+                            "'right lower lung' or 'macula'.")
     return list(dict.fromkeys(p for h in items if h and h.strip() for p in split_hints(h)))
+
+
+def _peak(user_mask: Any) -> float:
+    """The strongest value of a user mask on the 0..1 scale (integers scaled by their type's maximum)."""
+    arr = np.asarray(_as_array(user_mask))
+    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
+        raise MVGInputError(f"user mask: data type {arr.dtype} is not a mask; pass numbers (0..1, uint8 or bool).")
+    if arr.size == 0:
+        raise MVGInputError(f"user mask is empty (shape {arr.shape}); connect a real mask or leave it out.")
+    if arr.dtype == np.bool_:
+        return float(arr.any())
+    peak = float(np.nanmax(arr)) if not np.isnan(arr).all() else 0.0
+    return peak / float(np.iinfo(arr.dtype).max) if np.issubdtype(arr.dtype, np.integer) else peak
 
 
 def _narrow(mask: np.ndarray, hints: list[str], domain: str, analysis: Analysis | None, notes: list[str],
@@ -138,11 +166,12 @@ def segment_detailed(image: Any, domain: str, region: str = "auto", *, hint: str
         raise MVGInputError(f"eye={eye!r}: use one of {', '.join(EYES)}.")
     if combine not in generic.COMBINE_MODES:
         raise MVGInputError(f"combine={combine!r}: use one of {', '.join(generic.COMBINE_MODES)}.")
-    if user_mask is not None and not np.asarray(_as_array(user_mask)).any():
+    hints = _hints(hint)
+    peak = None if user_mask is None else _peak(user_mask)
+    empty_user = peak is not None and peak <= 0
+    faint_user = peak is not None and 0 < peak < FAINT
+    if empty_user or faint_user:
         user_mask = None
-        empty_user = True
-    else:
-        empty_user = False
     replace = user_mask is not None and combine == "replace"
     automatic = region not in GENERIC_REGIONS and not replace
     rgb, notes = as_roi_image(image, need_content=automatic)
@@ -150,6 +179,10 @@ def segment_detailed(image: Any, domain: str, region: str = "auto", *, hint: str
     warnings: list[str] = []
     if empty_user:
         notes.append("the user mask is empty (nothing painted); it is ignored.")
+    if faint_user:
+        warnings.append(f"the user mask is faint: its strongest value is {peak:.3g}, so no pixel is even half "
+                        "editable; it is treated as empty and ignored. Paint at full strength, or rescale the mask "
+                        "to 0..1 (a mask saved at the wrong bit depth?).")
     analysis: Analysis | None = None
     fallback = False
 
@@ -167,18 +200,25 @@ def segment_detailed(image: Any, domain: str, region: str = "auto", *, hint: str
             fallback = True
             warnings.append(f"automatic {region} failed; fell back as noted above.")
 
-    hints = _hints(hint)
     if hints and mask is None:
         notes.append("region hint not used: the user mask replaces the automatic region.")
     elif hints:
+        unreadable = None
         if analysis is None and domain in ("chest_xray", "fundus", "skin"):
-            analysis = _analyse(rgb, domain, eye)
-        mask = _narrow(mask, hints, domain, analysis, notes, warnings,
-                       auto=auto_region and region not in GENERIC_REGIONS)
+            try:
+                analysis = _analyse(rgb, domain, eye)
+            except MVGInputError as exc:  # the region itself needed no analysis: keep it, without the hint
+                unreadable = str(exc)
+        if unreadable:
+            warnings.append(f"region hint not applied: {unreadable}")
+        else:
+            mask = _narrow(mask, hints, domain, analysis, notes, warnings,
+                           auto=auto_region and region not in GENERIC_REGIONS)
     if user_mask is not None:
         mask = _with_user_mask(mask, user_mask, combine, region, size, notes, warnings)
 
-    processed = postprocess(mask, dilate=dilate, feather=feather, fill_holes=fill_holes, keep_largest=keep_largest)
+    processed = postprocess(mask, dilate=dilate, feather=feather, fill_holes=fill_holes, keep_largest=keep_largest,
+                            warnings=warnings)
     if (processed >= 0.5).any() or not (mask >= 0.5).any():
         mask = processed
     else:
@@ -190,6 +230,8 @@ def segment_detailed(image: Any, domain: str, region: str = "auto", *, hint: str
         mask = _keep_out(mask, keep_mask, size, notes, warnings)
     if not (mask > 0).any():
         warnings.append("the mask is EMPTY: nothing will be edited. Draw a mask or pick another region.")
+    for message in warnings:
+        logger.warning("ROI %s/%s: %s", domain, region, message)
     return ROIResult(mask=mask.astype(np.float32), domain=domain, region=region, notes=notes,
                      warnings=warnings, fallback=fallback, analysis=analysis)
 

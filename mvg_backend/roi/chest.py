@@ -17,7 +17,11 @@ the working image (longest side ``WORK`` px), so any input size behaves the same
 5. Watershed on the gradient puts each lung's edge on the strongest edge between seeds (ribcage,
    diaphragm, heart border). Per side: largest piece, holes filled, and the lateral concavities filled up
    to the convex hull (the costophrenic angle stays; the heart's concavity is medial and is kept out).
-6. A side with no lung-like region (no seed, or an implausible area) falls back to its prior ellipse.
+6. A side with no lung-like region (no seed, or an implausible area) falls back to its prior ellipse; so do
+   both sides of an image with almost no contrast (nothing to segment: a blank or failed export).
+
+An image more than 4 times as long as it is wide (or the reverse), or under 32 px, stops with an error
+(:func:`.prep.check_analysable`: a strip is too thin for the seeds and the watershed).
 """
 
 from __future__ import annotations
@@ -27,7 +31,8 @@ import numpy as np
 from scipy import ndimage as ndi
 from skimage import filters, morphology, segmentation
 
-from .prep import clahe, content_box, disk, ellipse_mask, normalise, resize_longest, to_gray, upsample_mask
+from .prep import (MAX_ASPECT, check_analysable, clahe, content_box, disk, ellipse_mask, normalise, resize_longest,
+                   to_gray, upsample_mask)
 from .types import Analysis
 
 WORK = 256
@@ -39,6 +44,8 @@ SEED_EROSION = 0.02  # seeds: dark region eroded by 2% of the width
 BORDER_BAND = 0.03
 BRIGHT_QUANTILE = 0.6  # of the non-dark torso: sure background
 SIDE_AREA = (0.02, 0.35)  # plausible area of one lung, fraction of the image
+MIN_BOX = 0.25  # trimmed content narrower than this fraction of the image (either side): trimming is not trusted
+MIN_CONTRAST = 0.02  # 1st..99th percentile range (0..1 scale) below this: nothing to segment
 
 
 def _polarity(g: np.ndarray) -> tuple[np.ndarray, bool]:
@@ -79,15 +86,35 @@ def _prior(shape: tuple[int, int], right_lung: bool) -> np.ndarray:
     return ellipse_mask(shape, cx * w, PRIOR_CY * h, PRIOR_AX * w, PRIOR_AY * h)
 
 
+def _priors(shape: tuple[int, int], notes: list[str]) -> Analysis:
+    parts = {name: _prior(shape, right_lung=(name == "right_lung")).astype(np.float32)
+             for name in ("right_lung", "left_lung")}
+    parts["lungs"] = np.maximum(parts["right_lung"], parts["left_lung"])
+    return Analysis(parts=parts, notes=notes, fallbacks={"right_lung", "left_lung", "lungs"})
+
+
 def lung_fields(rgb: np.ndarray) -> Analysis:
     """Right and left lung fields (``right_lung``, ``left_lung``, ``lungs``) at the input size."""
+    check_analysable(rgb, "chest_xray")  # a strip has too few rows for the seeds (an IndexError in scikit-image)
     gray = to_gray(rgb)
+    h0, w0 = gray.shape
     rows, cols = content_box(gray)
     notes: list[str] = []
-    if (rows.stop - rows.start, cols.stop - cols.start) != gray.shape:
+    box = (rows.stop - rows.start, cols.stop - cols.start)
+    if box[0] < MIN_BOX * h0 or box[1] < MIN_BOX * w0 or max(box) > MAX_ASPECT * min(box):
+        notes.append(f"chest: the varying part of the image is only {box[1]}x{box[0]} px of {w0}x{h0}; too small or "
+                     "thin to be the radiograph, so the whole image is searched.")
+        rows, cols, box = slice(0, h0), slice(0, w0), (h0, w0)
+    elif box != gray.shape:
         notes.append(f"chest: uniform borders trimmed; lungs searched in rows {rows.start}..{rows.stop - 1}, "
                      f"columns {cols.start}..{cols.stop - 1}.")
-    size = (rows.stop - rows.start, cols.stop - cols.start)
+    size = box
+    lo, hi = np.percentile(gray[rows, cols], [1, 99])
+    if hi - lo < MIN_CONTRAST:
+        notes.append(f"chest: the image has almost no contrast (1st..99th percentile range {hi - lo:.3f}), so there "
+                     "are no lung fields to find; using the anatomical prior ellipses. Check the image (a blank or "
+                     "failed export?).")
+        return _priors(gray.shape, notes)
     g = resize_longest(gray[rows, cols], WORK)
     h, w = g.shape
     g, inverted = _polarity(normalise(g))

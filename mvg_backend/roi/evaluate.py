@@ -15,6 +15,7 @@ prediction is resized to the ground truth's size. A failure is an error or a Dic
 from __future__ import annotations
 
 import csv
+import io
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +24,7 @@ import cv2
 import numpy as np
 
 from ..errors import MVGInputError
-from ..io.files import read_image
+from ..io.files import read_image, read_text
 from .api import REGIONS_BY_DOMAIN, segment_detailed
 
 COLUMNS = {
@@ -118,14 +119,15 @@ def evaluate(manifest: str | Path, data_dir: str | Path, limit: int | None = Non
              rows_out: list[dict] | None = None, progress=None) -> dict[str, TaskScores]:
     """Run :func:`segment_detailed` on every image of ``manifest`` and score each task."""
     manifest, data_dir = Path(manifest), Path(data_dir)
-    if not manifest.is_file():
-        raise MVGInputError(f"manifest {str(manifest)!r} does not exist.")
+    text = read_text(manifest, "manifest")
+    if data_dir.is_file():
+        raise MVGInputError(f"data folder {str(data_dir)!r} is a file; give the folder the manifest's paths are "
+                            "relative to.")
     if not data_dir.is_dir():
         raise MVGInputError(f"data folder {str(data_dir)!r} does not exist.")
-    with open(manifest, newline="") as f:
-        reader = csv.DictReader(f)
-        header = list(reader.fieldnames or [])
-        rows = list(reader)[:limit]
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    header = list(reader.fieldnames or [])
+    rows = list(reader)[:limit]
     if "image" not in header:
         raise MVGInputError(f"{manifest.name}: needs an 'image' column (got {', '.join(header)}).")
     tasks = _tasks(header)

@@ -29,6 +29,8 @@ from .types import Analysis
 WORK = 512
 DISC_FRACTION = 0.16  # expected disc diameter / FOV diameter
 DISC_RANGE = (0.08, 0.32)  # plausible disc diameter / FOV diameter
+MIN_FOV = 0.1  # a field of view smaller than this fraction of the image is implausible (a bright speck)
+MIN_CONTRAST = 0.02  # 1st..99th percentile range of the luminance (0..1) below this: nothing can be found
 MACULA_DISTANCE = 2.25  # disc diameters from the disc centre
 MACULA_RADIUS = 1.0  # disc diameters (the macula region, about 2 DD across)
 EYES = ("auto", "left", "right")
@@ -40,7 +42,7 @@ def field_of_view(rgb: np.ndarray) -> tuple[np.ndarray, bool]:
     t = filters.threshold_otsu(v)
     inside, outside = v[v > t], v[v <= t]
     border = np.concatenate([v[0], v[-1], v[:, 0], v[:, -1]])
-    if outside.size == 0 or outside.mean() > 0.25 * inside.mean() or (border <= t).mean() < 0.2:
+    if inside.size == 0 or outside.size == 0 or outside.mean() > 0.25 * inside.mean() or (border <= t).mean() < 0.2:
         return np.ones(v.shape, bool), False
     fov = largest_components(v > t)
     r = max(1, round(0.01 * max(v.shape)))
@@ -117,12 +119,15 @@ def _masked_blur(values: np.ndarray, mask: np.ndarray, sigma: float) -> np.ndarr
 
 
 def _macula(rgb: np.ndarray, fov: np.ndarray, disc_x: float, disc_y: float, d: float, eye: str,
-            fov_cx: float, fov_d: float) -> tuple[float, float, str, bool]:
-    """Macula centre ``(x, y)``, the eye used, and whether a dark spot was found (else geometric)."""
+            fov_cx: float, fov_d: float, search: bool = True) -> tuple[float, float, str, bool]:
+    """Macula centre ``(x, y)``, the eye used, and whether a dark spot was found (else geometric; always
+    geometric without ``search``)."""
     if eye == "auto":
         offset = (disc_x - fov_cx) / fov_d
         eye = "right" if offset > 0.05 else "left" if offset < -0.05 else "auto"
     directions = {"right": [-1.0], "left": [1.0], "auto": [-1.0, 1.0]}[eye]
+    if not search:
+        return disc_x + directions[0] * MACULA_DISTANCE * d, disc_y + 0.25 * d, eye, False
     green = _vessel_free(rgb[..., 1], fov, d)
     # darkness relative to the surroundings (difference of Gaussians), so uneven illumination cancels
     local = _masked_blur(green, fov, d / 3) - _masked_blur(green, fov, 1.5 * d)
@@ -139,7 +144,7 @@ def _macula(rgb: np.ndarray, fov: np.ndarray, disc_x: float, disc_y: float, d: f
         depth = -float(local[my, mx])
         if best is None or depth > best[2]:
             best = (float(mx), float(my), depth, sign)
-    if best is None or best[2] < 0.5 * spread:
+    if best is None or best[2] < 0.5 * spread or best[2] <= 0:
         sign = directions[0] if best is None else best[3]
         return disc_x + sign * MACULA_DISTANCE * d, disc_y + 0.25 * d, eye, False
     eye = eye if eye != "auto" else ("right" if best[3] < 0 else "left")
@@ -153,22 +158,38 @@ def analyse_fundus(rgb: np.ndarray, eye: str = "auto") -> Analysis:
     scale = size[1] / small.shape[1]
     notes: list[str] = []
     fallbacks: set[str] = set()
+    lo, hi = np.percentile(small.mean(axis=2), [1, 99])
+    blank = hi - lo < MIN_CONTRAST
     fov, surround = field_of_view(small)
-    if not surround:
+    if blank:
+        notes.append(f"fundus: the image has almost no contrast (1st..99th percentile range {hi - lo:.3f}), so nothing "
+                     "can be found: the field of view is the whole image, the disc a circle of the expected size at "
+                     "the brightest spot, the macula placed from it. Check the image (a blank or failed export?).")
+        fov = np.ones(fov.shape, bool)
+        fallbacks |= {"fov", "retina"}
+    elif not surround:
         notes.append("fundus: no dark surround found; the field of view is the whole image.")
+    elif fov.mean() < MIN_FOV:
+        notes.append(f"fundus: the bright region is only {fov.mean():.1%} of the image, too small for a field of view "
+                     "(a dark image with a bright speck?); using the whole image. Check the image.")
+        fov = np.ones(fov.shape, bool)
+        fallbacks |= {"fov", "retina"}
     fov_cx, fov_cy, fov_d = _fov_geometry(fov)
     d_exp = DISC_FRACTION * fov_d
     disc_x, disc_y, disc, contrast = _disc(small, fov, d_exp)
-    if contrast < 1.5:
+    if contrast < 1.5 and not blank:
         notes.append(f"fundus: the optic disc is faint (contrast {contrast:.1f} SD); check its position in the overlay.")
-    if disc is None:
+    if blank:
+        disc = None
+    elif disc is None:
         notes.append("fundus: the optic disc outline was implausible; using a circle of the expected size at the "
                      "brightest spot.")
+    if disc is None:
         disc = ellipse_mask(fov.shape, disc_x, disc_y, d_exp / 2, d_exp / 2)
         fallbacks.add("optic_disc")
     ys, xs = np.nonzero(disc)
     d = float(max(xs.max() - xs.min(), ys.max() - ys.min()) + 1)
-    mac_x, mac_y, eye_used, found = _macula(small, fov, disc_x, disc_y, d, eye, fov_cx, fov_d)
+    mac_x, mac_y, eye_used, found = _macula(small, fov, disc_x, disc_y, d, eye, fov_cx, fov_d, search=not blank)
     if not found:
         notes.append(f"fundus: no dark macula found; placed {MACULA_DISTANCE} disc diameters temporal to the disc.")
         fallbacks.add("macula")

@@ -33,6 +33,25 @@ def as_roi_image(image: Any, name: str = "image", *, need_content: bool = True) 
     return rgb, notes
 
 
+MIN_ANALYSIS_SIDE = 32
+"""Automatic analysis needs at least this many pixels on the shorter side (an 8x8 image has no lungs to find)."""
+MAX_ASPECT = 4.0
+"""... and an aspect ratio within 1:4..4:1 (a strip is no radiograph, fundus or skin photo; chest seeds crash on it)."""
+
+
+def check_analysable(rgb: np.ndarray, domain: str, name: str = "image") -> None:
+    """``MVGInputError`` for an image that automatic analysis cannot read: too small, or a strip."""
+    h, w = rgb.shape[:2]
+    fix = "Pass the whole image, or use region 'full' or 'rectangle', or a user mask."
+    if max(h, w) > MAX_ASPECT * min(h, w):
+        what = "a frontal chest radiograph" if domain == "chest_xray" else f"a {domain} image"
+        raise MVGInputError(f"{name} is {w}x{h} px: a strip, not {what} (automatic analysis needs an aspect ratio "
+                            f"within 1:{MAX_ASPECT:g} to {MAX_ASPECT:g}:1). {fix}")
+    if min(h, w) < MIN_ANALYSIS_SIDE:
+        raise MVGInputError(f"{name} is {w}x{h} px: too small for automatic {domain} analysis (it needs at least "
+                            f"{MIN_ANALYSIS_SIDE} px on the shorter side). {fix}")
+
+
 def to_gray(rgb: np.ndarray) -> np.ndarray:
     """Luminance (BT.601) of a float RGB image."""
     return cv2.cvtColor(np.ascontiguousarray(rgb, dtype=np.float32), cv2.COLOR_RGB2GRAY)

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 import torch
 
 from ..errors import MVGInputError
-from ..sd_parts import clip_last_hidden_state, vae_decode, vae_encode
+from ..sd_parts import clip_last_hidden_state, count_text_tokens, vae_decode, vae_encode
 from .loading import read_seine_checkpoint, unet_from_state_dict
 
 LATENT_SCALE = 0.18215
@@ -39,6 +39,10 @@ class SEINEBackend(Protocol):
     def encode_text(self, text: str) -> torch.Tensor:
         """CLIP ViT-L/14's last hidden state after the final LayerNorm, ``[1, 77, 768]``."""
 
+    def count_tokens(self, text: str) -> int:
+        """Text tokens (without start/end) the backend's tokenizer makes of ``text``. Optional: with it the engine
+        cuts a long prompt to whole words that fit one CLIP context, and the summary says what was dropped."""
+
     def prepare_unet(self) -> torch.nn.Module:
         """The SEINE network on its compute device, ready to run (called right before sampling)."""
 
@@ -59,6 +63,9 @@ class DiffusersSEINEBackend:
         """SEINE from ``seine`` (see :func:`~.loading.read_seine_checkpoint`; its summary becomes the first note);
         VAE and CLIP from ``sd``: a diffusers SD 1.4 folder (``vae/``, ``text_encoder/``, ``tokenizer/``) or an
         original-layout SD 1.x single file. Offline."""
+        from ..pie.loading import check_device
+
+        check_device(device)
         checkpoint = read_seine_checkpoint(seine)
         unet = unet_from_state_dict(checkpoint.state, config=checkpoint.config, device=device, dtype=dtype,
                                     name=checkpoint.name)
@@ -91,6 +98,9 @@ class DiffusersSEINEBackend:
 
     def encode_text(self, text: str) -> torch.Tensor:
         return clip_last_hidden_state(self.tokenizer, self.text_encoder, text).float()
+
+    def count_tokens(self, text: str) -> int:
+        return count_text_tokens(self.tokenizer, text)
 
     def prepare_unet(self) -> torch.nn.Module:
         return self.unet

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..errors import MVGInputError, MVGRuntimeError
-from ..io.files import OutputDir, read_image, write_png
+from ..io.files import OutputDir, Terminated, read_image, terminate_cleanly, write_png
 from .diffusion import SAMPLERS
 from .transition import (
     DEFAULT_CFG,
@@ -63,17 +63,23 @@ def build_parser() -> argparse.ArgumentParser:
 def _transition(args: argparse.Namespace) -> int:
     import torch
 
+    from ..pie.loading import check_device
     from .backend import DiffusersSEINEBackend
-    from .transition import transition_frames
+    from .transition import VAE_CHUNK, check_settings, transition_frames
 
+    # everything that can be checked is checked before the (large) model is loaded
+    check_device(args.device, "--device")
+    check_settings(args.method, args.frames, args.steps, args.cfg, args.sampler, args.seed, VAE_CHUNK,
+                   args.resolution)
+    output = OutputDir(args.out, overwrite=args.overwrite)  # checks --out now; writes only at the end
+    keyframes = [read_image(p) for p in args.keyframes]
     backend = None
     if args.method == "seine" and args.seine is not None:
         if args.sd is None:
             raise MVGInputError("--seine needs --sd: SEINE runs on SD 1.4's VAE and CLIP text encoder.")
         dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[args.dtype]
         backend = DiffusersSEINEBackend.from_files(args.seine, args.sd, device=args.device, dtype=dtype)
-    keyframes = [read_image(p) for p in args.keyframes]
-    with OutputDir(args.out, overwrite=args.overwrite) as out:
+    with output as out:
         def progress(done: int, total: int) -> None:
             print(f"\rstep {done}/{total}", end="", file=sys.stderr, flush=True)
 
@@ -94,13 +100,20 @@ def _transition(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        if args.command == "convert":
-            from .loading import convert_checkpoint
+        with terminate_cleanly():  # SIGTERM cleans up like Ctrl-C: no staging folder or .part file is left
+            if args.command == "convert":
+                from .loading import convert_checkpoint
 
-            resolved = convert_checkpoint(args.src, args.dst, trust_pickle=args.trust_pickle)
-            print(f"wrote {args.dst}, with this architecture in its metadata:\n{resolved.summary}")
-            return 0
-        return _transition(args)
+                resolved = convert_checkpoint(args.src, args.dst, trust_pickle=args.trust_pickle)
+                print(f"wrote {args.dst}, with this architecture in its metadata:\n{resolved.summary}")
+                return 0
+            return _transition(args)
     except (MVGInputError, MVGRuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted: nothing was written.", file=sys.stderr)
+        return 130
+    except Terminated:
+        print("\nterminated (SIGTERM): nothing was written.", file=sys.stderr)
+        raise

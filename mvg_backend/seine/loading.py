@@ -6,9 +6,10 @@
 declares about the values shapes cannot show (GroupNorm groups and eps; :mod:`.metadata` says where it looks
 and in which order); its ``summary`` says which value came from where. :func:`load_seine_unet` builds the
 network on the meta device (no memory, no random init) and assigns the checkpoint's tensors with strict key
-and shape checks. A pickle that needs more than tensors is refused with the conversion command;
+and shape checks. A pickle that would import anything but tensor-rebuilding globals is refused before anything
+is unpickled (its opcodes are read by :mod:`..io.pickles`), with the conversion command;
 :func:`convert_checkpoint` (``python -m mvg_backend.seine convert IN OUT.safetensors --trust-pickle``) is the
-only code that unpickles, and it writes the resolved architecture into the safetensors header.
+only SEINE code that unpickles, and it writes the resolved architecture into the safetensors header.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import Any
 import torch
 
 from ..errors import MVGInputError
+from ..io.pickles import check_convert_paths, refuse_code_pickle, save_safetensors, unpickle_trusted
 from .config import SEINEConfig, infer_config
 from .metadata import (
     CONFIG_ENTRIES,
@@ -49,19 +51,27 @@ CONVERT_COMMAND = "python -m mvg_backend.seine convert {src} {dst} --trust-pickl
 
 def _existing_file(path: str | os.PathLike) -> Path:
     p = Path(path).expanduser()
+    if p.is_dir():
+        raise MVGInputError(f"SEINE checkpoint {str(p)!r} is a folder; give the checkpoint file in it "
+                            f"({', '.join(SUFFIXES)}).")
     if not p.is_file():
-        raise MVGInputError(f"SEINE checkpoint {str(p)!r} does not exist (or is not a file).")
+        raise MVGInputError(f"SEINE checkpoint {str(p)!r} does not exist; check the path.")
     if p.suffix.lower() not in SUFFIXES:
         raise MVGInputError(f"SEINE checkpoint {p.name!r}: expected one of {', '.join(SUFFIXES)}.")
     return p
 
 
 def _corrupt(p: Path, exc: BaseException) -> MVGInputError:
+    # torch's unpickling errors suggest weights_only=False: never repeat that; name the error type only
+    detail = "" if isinstance(exc, pickle.UnpicklingError) else (str(exc).splitlines() or [""])[0][:200]
     return MVGInputError(
-        f"SEINE checkpoint {p.name!r} ({p.stat().st_size:,} bytes) is truncated or corrupt ({type(exc).__name__}: "
-        f"{str(exc).splitlines()[0][:200] if str(exc) else 'no detail'}). Download it again "
-        "(the official seine.pt is about 3.6 GB)."
+        f"SEINE checkpoint {p.name!r} ({p.stat().st_size:,} bytes) is truncated or corrupt ({type(exc).__name__}"
+        f"{': ' + detail if detail else ''}). Download it again (the official seine.pt is about 3.6 GB)."
     )
+
+
+def _convert_hint(p: Path) -> str:
+    return CONVERT_COMMAND.format(src=p, dst=p.with_suffix(".safetensors"))
 
 
 def unwrap_state_dict(obj: Any, name: str) -> dict[str, torch.Tensor]:
@@ -137,17 +147,19 @@ def _read(p: Path) -> tuple[dict[str, torch.Tensor], list[Declaration]]:
         except (SafetensorError, OSError) as exc:
             raise _corrupt(p, exc) from None
         return state, safetensors_declarations(metadata, p.name)
+    # what the pickle would import, read from its opcodes: a file that needs more than tensors is refused
+    # before anything is unpickled, whatever torch's own refusal would say
+    scan = refuse_code_pickle(p, "SEINE checkpoint", _convert_hint(p))
     try:
         obj = torch.load(str(p), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        if "Unsupported global" not in str(exc):
+        if not scan.complete:
             raise _corrupt(p, exc) from None
-        dst = p.with_suffix(".safetensors")
         raise MVGInputError(
-            f"SEINE checkpoint {p.name!r} pickles Python objects besides tensors, so it cannot be read safely "
-            f"(torch.load weights_only=True refused it). If you trust the file (the official seine.pt from "
-            f"Vchitect/SEINE), convert it once to safetensors and use that file instead:\n    "
-            f"{CONVERT_COMMAND.format(src=p, dst=dst)}"
+            f"SEINE checkpoint {p.name!r} is a complete pickle that torch's tensors-only loader cannot read (it uses "
+            "constructs beyond tensors), and this pack never unpickles anything but tensors. If you trust the file "
+            f"(the official seine.pt from Vchitect/SEINE), convert it once and use the converted file:\n    "
+            f"{_convert_hint(p)}"
         ) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
         raise _corrupt(p, exc) from None
@@ -209,6 +221,19 @@ def check_state_dict(model: torch.nn.Module, state: Mapping[str, torch.Tensor], 
         )
 
 
+def check_float_weights(state: Mapping[str, torch.Tensor], name: str) -> None:
+    """``MVGInputError`` for integer (quantised) or bool tensors: SEINE's network runs on floating-point weights."""
+    odd = [(k, v.dtype) for k, v in state.items() if not v.is_floating_point()]
+    if odd:
+        kinds = sorted({str(dtype).removeprefix("torch.") for _, dtype in odd})
+        raise MVGInputError(
+            f"SEINE checkpoint {name!r} holds {'/'.join(kinds)} tensors ({len(odd)} of {len(state)}, e.g. {odd[0][0]}): "
+            "quantised or otherwise non-float weights, which SEINE's network cannot run. Use the float checkpoint "
+            "(fp32, fp16 or bf16; the official seine.pt, converted once to .safetensors); pick the precision with the "
+            "loader's dtype instead."
+        )
+
+
 def unet_from_state_dict(state: dict[str, torch.Tensor], *, config: SEINEConfig | None = None,
                          device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
                          name: str = "state dict") -> UNet3DConditionModel:
@@ -221,6 +246,7 @@ def unet_from_state_dict(state: dict[str, torch.Tensor], *, config: SEINEConfig 
     with torch.device("meta"):
         model = UNet3DConditionModel(config)
     check_state_dict(model, state, name)
+    check_float_weights(state, name)
     for key in list(state):  # convert one tensor at a time, so the peak is one extra tensor
         target = torch.float32 if key.endswith(KEEP_FLOAT32) else dtype
         tensor = state.pop(key)
@@ -246,45 +272,22 @@ def convert_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, *,
                        trust_pickle: bool = False) -> ResolvedConfig:
     """Unpickle a trusted SEINE ``.pt``/``.ckpt`` once and write its UNet state dict as ``.safetensors``.
 
-    The only place in the pack that runs ``torch.load(weights_only=False)``, and only with
+    Unpickles (``torch.load(weights_only=False)``, through :func:`..io.pickles.unpickle_trusted`) only with
     ``trust_pickle=True``. The architecture is resolved as the loader does (shapes; the ``.pt``'s
     ``config``/``model_config`` entry and a ``<stem>.json`` beside it; official SEINE values for the rest)
     and written into the header (``mvg_seine_config``; where each value came from in
     ``mvg_seine_config_source``), so the converted file describes itself. The state dict is checked against
     that architecture before ``dst`` is written (atomically). Returns the resolved architecture.
     """
-    from safetensors.torch import save_file
-
     source, target = Path(src).expanduser(), Path(dst).expanduser()
-    if not trust_pickle:
-        raise MVGInputError(
-            f"converting {source.name!r} unpickles it, which can run code stored in the file. Pass --trust-pickle "
-            "only for a file from a source you trust (the official seine.pt)."
-        )
-    if not source.is_file():
-        raise MVGInputError(f"{str(source)!r} does not exist.")
-    if target.suffix.lower() != ".safetensors":
-        raise MVGInputError(f"output {target.name!r}: the converted file must end in .safetensors.")
-    if target.exists():
-        raise MVGInputError(f"output {str(target)!r} exists; remove it or choose another name.")
-    try:
-        obj = torch.load(str(source), map_location="cpu", weights_only=False)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
-        raise _corrupt(source, exc) from None
+    check_convert_paths(source, target, trust_pickle)
+    obj = unpickle_trusted(source)
     state = unwrap_state_dict(obj, source.name)
     declarations = pickled_declarations(obj, source.name) + sidecar_declarations(source)
     shapes = {k: tuple(v.shape) for k, v in state.items()}
     resolved = resolve_config(shapes, declarations, source.name, _searched(source))
     with torch.device("meta"):
         check_state_dict(UNet3DConditionModel(resolved.config), state, source.name)
-    # safetensors stores each tensor once: copy tensors that share storage (the official rotary
-    # frequencies are one tensor under 16 names)
-    seen: set[int] = set()
-    tensors = {}
-    for key, tensor in state.items():
-        pointer = tensor.untyped_storage().data_ptr()
-        tensors[key] = tensor.detach().clone() if pointer in seen else tensor.detach().contiguous()
-        seen.add(pointer)
     metadata = {
         "format": "pt",
         "mvg_model": "seine-unet",
@@ -292,7 +295,6 @@ def convert_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, *,
         METADATA_KEY: json.dumps(config_to_declaration(resolved.config)),
         METADATA_SOURCE_KEY: f"converted from {source.name!r}; {describe_origins(resolved.origins, resolved.config)}",
     }
-    partial = target.with_name(target.name + ".part")
-    save_file(tensors, str(partial), metadata=metadata)
-    os.replace(partial, target)
+    # the official rotary frequencies are one tensor under 16 names: save_safetensors copies shared tensors
+    save_safetensors(state, target, metadata)
     return resolved

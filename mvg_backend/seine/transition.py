@@ -30,12 +30,15 @@ import torch
 
 from ..errors import MVGInputError, MVGRuntimeError
 from ..io import as_mask, as_rgb_image
+from ..sd_parts import fit_prompt, prompt_cut_note
 from .backend import SEINEBackend
 from .diffusion import SAMPLERS, respaced_timesteps, sample
 from .fallback import FALLBACK_METHODS, crossfade, interpolate
 
 TRANSITION_METHODS = ("seine", *FALLBACK_METHODS)
 DEFAULT_FRAMES, DEFAULT_STEPS, DEFAULT_CFG, DEFAULT_SAMPLER = 16, 250, 8.0, "ddpm"
+MAX_FRAMES = 64
+"""Frames per transition at most (the SEINE Transition node's cap; bounds the frames held in memory)."""
 DEFAULT_PROMPT = "smooth transition" + "smooth transition."
 """The official script's effective prompt: its ``text_prompt[0]`` ("smooth transition") joined to its
 ``additional_prompt`` ("smooth transition.") with no space between: ``"smooth transitionsmooth transition."``."""
@@ -175,16 +178,17 @@ def onelast_conditioning(first: torch.Tensor, last: torch.Tensor, grey: torch.Te
     return mask, video
 
 
-def _check_settings(method: str, frames: int, steps: int, cfg: float, sampler: str, seed: int, vae_chunk: int,
+def check_settings(method: str, frames: int, steps: int, cfg: float, sampler: str, seed: int, vae_chunk: int,
                     resolution: str) -> None:
     if method not in TRANSITION_METHODS:
         raise MVGInputError(f"method={method!r}: use one of {TRANSITION_METHODS}.")
     if resolution not in RESOLUTIONS:
         raise MVGInputError(f"resolution={resolution!r}: use one of {RESOLUTIONS} (the official run works at 512x512).")
-    if not isinstance(frames, (int, np.integer)) or frames < 3:
+    if not isinstance(frames, (int, np.integer)) or not 3 <= frames <= MAX_FRAMES:
         raise MVGInputError(
-            f"frames={frames!r}: a transition needs at least 3 frames (both keyframes and one between); SEINE was "
-            f"trained on {DEFAULT_FRAMES}."
+            f"frames={frames!r}: use 3..{MAX_FRAMES} frames per transition (both keyframes and at least one between; "
+            f"the node's cap); SEINE was trained on {DEFAULT_FRAMES}. For a longer video add keyframes, or slow it "
+            "down when you save it."
         )
     if sampler not in SAMPLERS:
         raise MVGInputError(f"sampler={sampler!r}: use one of {SAMPLERS} (the official run uses ddpm).")
@@ -282,7 +286,7 @@ def transition_frames(keyframes: Any, *, method: str = "seine", backend: SEINEBa
     0..1, the edit region) every in-between frame is ``M·frame + (1−M)·crossfade``: outside the region, where
     PIE keeps the keyframes equal to the original, nothing moves.
     """
-    _check_settings(method, frames, steps, cfg, sampler, seed, vae_chunk, resolution)
+    check_settings(method, frames, steps, cfg, sampler, seed, vae_chunk, resolution)
     images, notes = prepare_keyframes(keyframes)
     k, h, w = images.shape[:3]
     if method == "seine" and backend is None:
@@ -292,6 +296,11 @@ def transition_frames(keyframes: Any, *, method: str = "seine", backend: SEINEBa
         notes.append(f"method {method}: the connected SEINE model is not used.")
     if method == "seine":
         notes += list(backend.notes)
+        if hasattr(backend, "count_tokens"):  # cut to whole words that fit one CLIP context, as PIE does
+            kept, tokens, dropped = fit_prompt(backend, prompt)
+            if dropped:
+                notes.append(prompt_cut_note("prompt", tokens, kept, dropped))
+                prompt = kept
         if frames != DEFAULT_FRAMES:
             notes.append(f"SEINE was trained on {DEFAULT_FRAMES}-frame clips; {frames} frames per transition may "
                          "look less smooth.")
