@@ -11,9 +11,8 @@ from typing import Any, Sequence
 import cv2
 import numpy as np
 
-from .errors import MVGInputError, MVGRuntimeError
 from .io import as_mask
-from .io.files import OutputDir, Terminated, read_image, read_text, terminate_cleanly, to_uint8, write_png
+from .io.files import OutputDir, read_image, read_text, run_command_line, to_uint8, write_png
 
 DTYPES = ("fp32", "fp16", "bf16")
 SCHEDULER_NAMES = ("ddim", "pndm", "ddpm", "euler", "euler_ancestral", "dpmpp_2m")  # = pie.schedulers.SCHEDULERS
@@ -180,21 +179,14 @@ def convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def _command(args: argparse.Namespace) -> int:
+    if args.command == "evaluate":
+        from .metrics.cli import run_evaluate
+
+        return run_evaluate(args)
+    return convert(args) if args.command == "convert" else run(args)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        with terminate_cleanly():  # SIGTERM cleans up like Ctrl-C: no staging folder is left behind
-            if args.command == "evaluate":
-                from .metrics.cli import run_evaluate
-
-                return run_evaluate(args)
-            return convert(args) if args.command == "convert" else run(args)
-    except (MVGInputError, MVGRuntimeError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("\ninterrupted: nothing was written.", file=sys.stderr)
-        return 130
-    except Terminated:
-        print("\nterminated (SIGTERM): nothing was written.", file=sys.stderr)
-        raise
+    return run_command_line(lambda: _command(args))

@@ -7,14 +7,14 @@ import shutil
 import signal
 import tempfile
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from ..errors import MVGInputError
+from ..errors import MVGInputError, MVGRuntimeError
 from .dicom import is_dicom, read_dicom
 
 
@@ -137,6 +137,25 @@ def terminate_cleanly() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def run_command_line(command: Callable[[], int]) -> int:
+    """A CLI command's exit status: 2 with ``error: ...`` for a bad input or a failed run, 130 on Ctrl-C; SIGTERM
+    cleans up like Ctrl-C (no staging folder is left behind) and exits 143."""
+    import sys
+
+    try:
+        with terminate_cleanly():
+            return command()
+    except (MVGInputError, MVGRuntimeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted: nothing was written.", file=sys.stderr)
+        return 130
+    except Terminated:
+        print("\nterminated (SIGTERM): nothing was written.", file=sys.stderr)
+        raise
 
 
 @contextmanager

@@ -10,11 +10,10 @@ from __future__ import annotations
 import argparse
 import csv
 import os
-import sys
 from pathlib import Path
 
 from ..errors import MVGInputError
-from ..io.files import Terminated, check_output_file, read_image, terminate_cleanly, write_pngs
+from ..io.files import check_output_file, read_image, run_command_line, write_pngs
 from .api import DOMAINS, REGIONS, segment_detailed
 from .evaluate import evaluate, report
 from .overlay import overlay
@@ -40,20 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     mk.add_argument("--out", required=True, help="mask PNG (white = region)")
     mk.add_argument("--overlay", default=None, help="also write a preview PNG here")
     args = parser.parse_args(argv)
-    try:
-        with terminate_cleanly():
-            if args.command == "mask":
-                return _mask(args)
-            return _eval(args)
-    except MVGInputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted: nothing was written.", file=sys.stderr)
-        return 130
-    except Terminated:
-        print("\nterminated (SIGTERM): nothing was written.", file=sys.stderr)
-        raise
+    return run_command_line(lambda: _mask(args) if args.command == "mask" else _eval(args))
 
 
 def _eval(args: argparse.Namespace) -> int:

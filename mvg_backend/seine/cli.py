@@ -7,8 +7,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..errors import MVGInputError, MVGRuntimeError
-from ..io.files import OutputDir, Terminated, read_image, terminate_cleanly, write_png
+from ..errors import MVGInputError
+from ..io.files import OutputDir, read_image, run_command_line, write_png
 from .diffusion import SAMPLERS
 from .transition import (
     DEFAULT_CFG,
@@ -97,23 +97,16 @@ def _transition(args: argparse.Namespace) -> int:
     return 0
 
 
+def _command(args: argparse.Namespace) -> int:
+    if args.command == "convert":
+        from .loading import convert_checkpoint
+
+        resolved = convert_checkpoint(args.src, args.dst, trust_pickle=args.trust_pickle)
+        print(f"wrote {args.dst}, with this architecture in its metadata:\n{resolved.summary}")
+        return 0
+    return _transition(args)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        with terminate_cleanly():  # SIGTERM cleans up like Ctrl-C: no staging folder or .part file is left
-            if args.command == "convert":
-                from .loading import convert_checkpoint
-
-                resolved = convert_checkpoint(args.src, args.dst, trust_pickle=args.trust_pickle)
-                print(f"wrote {args.dst}, with this architecture in its metadata:\n{resolved.summary}")
-                return 0
-            return _transition(args)
-    except (MVGInputError, MVGRuntimeError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("\ninterrupted: nothing was written.", file=sys.stderr)
-        return 130
-    except Terminated:
-        print("\nterminated (SIGTERM): nothing was written.", file=sys.stderr)
-        raise
+    return run_command_line(lambda: _command(args))
