@@ -92,11 +92,11 @@ def build(domain: str, spec: dict) -> dict:
         # evaluation (issue 11): metrics, gates and plot of the video's frames
         (16, "MVG_Evaluate", (1820, 80), ["", "auto", "auto", 0.75, 2.0, 0.8, 0.9, 0, True]),
         (17, "CLIPVisionLoader", (1820, -80), ["clip-vit-large-patch14.safetensors"]),
-        (18, "PreviewImage", (2220, 80), []),
-        (19, "PreviewAny", (2220, 700), []),
+        (18, "PreviewImage", (2560, 80), []),
+        (19, "PreviewAny", (2560, 700), []),
     ]
     if domain == "chest_xray":
-        layout.append((20, "MVG_ClassifierLoader", (1820, 620), ["torchxrayvision:densenet121-res224-all"]))
+        layout.append((20, "MVG_ClassifierLoader", (1820, 1400), ["torchxrayvision:densenet121-res224-all"]))
     # (from node, from slot, to node, to slot)
     edges = [(1, 0, 4, 0), (1, 1, 4, 1), (1, 2, 4, 2), (2, 0, 4, 3), (11, 0, 4, 4), (3, 0, 4, 5),
              (2, 0, 11, 0), (2, 1, 11, 1), (3, 0, 11, 2), (11, 1, 12, 0), (11, 2, 13, 0),
@@ -139,7 +139,7 @@ def build(domain: str, spec: dict) -> dict:
     nodes[18]["title"] = "Evaluation plot"
     nodes[19]["title"] = "Evaluation report (JSON: gates and per-frame metrics)"
     if 20 in nodes:
-        nodes[20]["title"] = "Classifier (muted: needs pip install torchxrayvision; Ctrl+M to use)"
+        nodes[20]["title"] = "Classifier (muted: needs torchxrayvision and its exported weights, see README; Ctrl+M to use)"
         nodes[20]["mode"] = MUTED
     return {
         "last_node_id": max(nodes), "last_link_id": len(links), "nodes": list(nodes.values()), "links": links,
