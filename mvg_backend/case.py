@@ -28,7 +28,7 @@ import numpy as np
 
 from . import __version__
 from .errors import MVGInputError
-from .io.files import OutputDir, read_image, write_png
+from .io.files import OutputDir, read_image, write_frame_folders, write_png
 from .pipeline import LoadedModels, PipelineConfig, PipelineResult, StageProgress, run_pipeline
 
 MAX_REPORT_BYTES = 1 << 20
@@ -148,12 +148,7 @@ def write_outputs(out: Path, result: PipelineResult, config: PipelineConfig, *, 
     notes = write_mp4(out / "video.mp4", result.frames, config.fps)
     timings["video"] = time.perf_counter() - start
     start = time.perf_counter()
-    (out / "frames").mkdir()
-    (out / "keyframes").mkdir()
-    for i, frame in enumerate(result.frames):
-        write_png(out / "frames" / f"frame_{i:03d}.png", frame)
-    for k, frame in enumerate(result.keyframes):
-        write_png(out / "keyframes" / f"keyframe_{k:02d}.png", frame)
+    write_frame_folders(out, result.frames, result.keyframes)
     write_png(out / "mask.png", result.mask)
     write_png(out / "roi_overlay.png", result.overlay)
     (out / "plan.txt").write_text(result.plan.describe() + "\n", encoding="utf-8")

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 
 from .io import as_mask
-from .io.files import OutputDir, read_image, read_text, run_command_line, to_uint8, write_png
+from .io.files import OutputDir, read_image, read_text, run_command_line, to_uint8, write_frame_folders, write_png
 
 DTYPES = ("fp32", "fp16", "bf16")
 SCHEDULER_NAMES = ("ddim", "pndm", "ddpm", "euler", "euler_ancestral", "dpmpp_2m")  # = pie.schedulers.SCHEDULERS
@@ -116,12 +116,7 @@ def contact_sheet(frames: np.ndarray, labels: Sequence[str], columns: int = 6) -
 
 
 def _write_outputs(out: Path, result: Any, mask: np.ndarray, provenance: dict) -> None:
-    (out / "frames").mkdir()
-    (out / "keyframes").mkdir()
-    for i, frame in enumerate(result.frames):
-        write_png(out / "frames" / f"frame_{i:03d}.png", frame)
-    for k, frame in enumerate(result.keyframes):
-        write_png(out / "keyframes" / f"keyframe_{k:02d}.png", frame)
+    write_frame_folders(out, result.frames, result.keyframes)
     labels = ["original" if r.stage < 0 else f"s{r.stage + 1} r{r.round}" for r in result.records]
     cv2.imwrite(str(out / "contact_sheet.png"), cv2.cvtColor(contact_sheet(result.frames, labels), cv2.COLOR_RGB2BGR))
     write_png(out / "mask.png", mask)

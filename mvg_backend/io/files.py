@@ -139,6 +139,16 @@ def terminate_cleanly() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+def write_frame_folders(out: Path, frames: np.ndarray, keyframes: np.ndarray) -> None:
+    """``out/frames/frame_000.png …`` and ``out/keyframes/keyframe_00.png …`` (frames float 0..1)."""
+    (out / "frames").mkdir()
+    (out / "keyframes").mkdir()
+    for i, frame in enumerate(frames):
+        write_png(out / "frames" / f"frame_{i:03d}.png", frame)
+    for k, frame in enumerate(keyframes):
+        write_png(out / "keyframes" / f"keyframe_{k:02d}.png", frame)
+
+
 def run_command_line(command: Callable[[], int]) -> int:
     """A CLI command's exit status: 2 with ``error: ...`` for a bad input or a failed run, 130 on Ctrl-C; SIGTERM
     cleans up like Ctrl-C (no staging folder is left behind) and exits 143."""
