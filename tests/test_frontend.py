@@ -1,0 +1,109 @@
+"""The shipped templates in ComfyUI's real frontend (headless system Chromium driven by playwright).
+
+What a new user sees: each template is a card in the template browser with a thumbnail and a human title;
+clicked, it opens at a zoom where LiteGraph draws text (not the empty boxes of its low-quality mode), with
+Load Checkpoint on screen and no node on top of another; after a run (the tiny checkpoint chosen in Load
+Checkpoint's menu, *Run* clicked) the grown previews and the video player still overlap nothing.
+
+One ComfyUI server (the session's ``comfyui_server``) and one browser page for the module.
+"""
+
+from __future__ import annotations
+
+import urllib.error
+import urllib.request
+
+import pytest
+
+from conftest import COMFYUI_CHECKPOINT_NAME
+from frontend_driver import QUICK_RUN, VIEWPORT, Frontend, chromium_unavailable, launch_chromium, layout_problems
+
+pytestmark = pytest.mark.comfyui
+
+RUN_TEMPLATE = "chest"  # the template that is also run (a word of its file name, any case)
+
+
+@pytest.fixture(scope="module")
+def ui(comfyui_server):
+    reason = chromium_unavailable()
+    if reason:
+        pytest.skip(reason)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = launch_chromium(p)
+        try:
+            frontend = Frontend(browser.new_page(viewport=VIEWPORT), comfyui_server)
+            frontend.open()
+            yield frontend
+        finally:
+            browser.close()
+
+
+@pytest.fixture(scope="module")
+def cards(ui):
+    ui.open_template_browser()
+    found = ui.template_cards()
+    assert found, "the template browser shows no card for the pack"
+    return found
+
+
+def _assert_apart(lay: dict, what: str) -> None:
+    problems = layout_problems(lay)
+    assert not problems, f"{what}:\n" + "\n".join(problems)
+
+
+def test_every_template_has_a_card_with_thumbnail_and_title(comfyui_server, cards):
+    shipped = sorted(comfyui_server.get_json("/workflow_templates").get("ComfyUI-MVG", []))
+    assert sorted(c.name for c in cards) == shipped
+    for card in cards:
+        try:
+            with urllib.request.urlopen(card.thumbnail_url, timeout=30) as r:
+                status, content_type = r.status, r.headers["Content-Type"]
+        except urllib.error.HTTPError as e:
+            status, content_type = e.code, ""
+        assert status == 200 and content_type.startswith("image/"), \
+            f"{card.name}: GET {card.thumbnail_url} -> {status} {content_type} (the card shows no thumbnail)"
+        assert card.thumbnail_width > 0, f"{card.name}: the card's thumbnail did not load in the browser"
+        # the card's title is the file name: words a user reads, not an identifier
+        assert " " in card.title and "_" not in card.title, \
+            f"{card.name}: card title {card.title!r} is not a human title"
+
+
+def test_templates_open_readable_without_overlaps(ui, cards):
+    for card in cards:
+        ui.open_template_browser()
+        ui.load_template(card.name)
+        ui.close_dialogs()  # e.g. the missing-models warning for the template's SD 1.5 checkpoint
+        lay = ui.layout()
+        assert lay["scale"] >= lay["threshold"] and not lay["low_quality"], (
+            f"{card.name}: opens at {lay['scale']:.0%} zoom, below {lay['threshold']:.0%} where LiteGraph stops "
+            "drawing text (nodes are empty boxes): store a readable view in the template's extra.ds")
+        _assert_apart(lay, f"{card.name} at opening")
+        loader = next(n for n in lay["nodes"] if n["type"] == "CheckpointLoaderSimple")
+        assert ui.visible_fraction(loader["id"]) == 1.0, f"{card.name}: Load Checkpoint is off screen at opening"
+
+
+def test_chest_template_runs_from_the_ui_without_overlaps(comfyui_server, ui, cards):
+    name = next(c.name for c in cards if RUN_TEMPLATE in c.name.lower())
+    ui.open_template_browser()
+    ui.load_template(name)
+    ui.close_dialogs()
+    ui.set_widget_values(QUICK_RUN)
+    ui.choose_combo("CheckpointLoaderSimple", "ckpt_name", COMFYUI_CHECKPOINT_NAME)
+    entry = ui.run(timeout=240)
+    assert entry["status"]["status_str"] == "success", entry["status"]
+    videos = [v for out in entry["outputs"].values() for v in out.get("images", []) if v["filename"].endswith(".mp4")]
+    assert len(videos) == 1, entry["outputs"]
+    lay = ui.layout()
+    ui.frame_nodes([n["id"] for n in lay["nodes"] if n["type"] == "SaveVideo"])  # players exist while on screen
+    ui.wait_videos()
+    assert ui.page.locator("video").evaluate_all("vs => vs.filter(v => v.readyState >= 2).length") == 1, \
+        "the Save Video node shows no playable video after the run"
+    # every preview got what the run gave it: images for image previews (drawn once on screen), text shown
+    empty = ui.page.evaluate("""() => window.app.graph._nodes.filter(n => n.mode === 0 && (
+        (['PreviewImage', 'SaveImage'].includes(n.type) && !(window.app.nodeOutputs[n.id]?.images || []).length) ||
+        (n.type === 'PreviewAny' && !(n.widgets || []).some(w => typeof w.value === 'string' && w.value.length))
+      )).map(n => n.title)""")
+    assert not empty, f"previews still empty after the run: {empty}"
+    _assert_apart(ui.layout(), f"{name} after a run")
