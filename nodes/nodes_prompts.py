@@ -50,7 +50,7 @@ async def report_to_prompts(hidden: Any, report: str, domain: str, stages: int, 
     REDACTION.redact_prompt(hidden.prompt)
     REDACTION.redact_workflow(hidden.extra_pnginfo)
     text = report_redaction.resolve_report(report)
-    if engine != "rules" and llm is None:
+    if engine == "openai-compatible" and llm is None:
         raise MVGInputError(NO_LLM_SETTINGS)
     choice = llm or LLMChoice(DEFAULT_LLM)
     result = await asyncio.to_thread(
