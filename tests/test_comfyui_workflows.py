@@ -4,7 +4,8 @@ checkpoint or the image is refused as a whole.
 
 The UI→API conversion is comfy-cli's (``comfy_cli.workflow_to_api``, installed in ComfyUI's venv; see the
 README), fed with the live server's ``/object_info``. The run changes only the checkpoint (to the tiny one the
-tests write) and, for speed, PIE's rounds/steps and the transition's frames; the image is the shipped sample.
+tests write) and, for speed, PIE's rounds (one per stage) and steps (2) and the transition's frames (5); the image
+is the shipped sample.
 """
 
 from __future__ import annotations
@@ -79,8 +80,9 @@ def test_a_users_file_of_the_same_name_is_kept(tmp_path):
     server.prepare()
     mine = server.input_dir / "mvg_fundus.png"
     mine.write_bytes(b"\x89PNG my own fundus photo")
-    subprocess.run(server.command() + ["--quick-test-for-ci"], cwd=server.base_dir, timeout=300, check=True,
-                   stdout=server.log_path.open("wb"), stderr=subprocess.STDOUT)
+    with server.log_path.open("wb") as log:
+        subprocess.run(server.command() + ["--quick-test-for-ci"], cwd=server.base_dir, timeout=300, check=True,
+                       stdout=log, stderr=subprocess.STDOUT)
     assert mine.read_bytes() == b"\x89PNG my own fundus photo"
     for sample in SAMPLES:
         if sample.name != mine.name:
@@ -91,11 +93,15 @@ def test_a_users_file_of_the_same_name_is_kept(tmp_path):
 
 @pytest.mark.parametrize("workflow", WORKFLOWS, ids=lambda p: p.stem.split(",")[0])
 def test_template_widgets_match_the_live_schema(object_info, workflow):
-    """Each node's positional widgets_values has exactly the slots the frontend lays out for the live node."""
+    """Each node's positional widgets_values has exactly the slots the frontend lays out for the live node (an
+    ``image_upload`` input adds the upload button's slot, as Load Image's ``"image"``)."""
     for node in json.loads(workflow.read_text())["nodes"]:
         if node["type"] != "MarkdownNote":
-            layout = frontend_layout(object_info[node["type"]])
-            assert len(node["widgets_values"]) == len(layout), (node["type"], layout, node["widgets_values"])
+            info = object_info[node["type"]]
+            uploads = sum(bool(spec[1].get("image_upload")) for spec in info["input"]["required"].values()
+                          if len(spec) > 1)
+            layout = frontend_layout(info)
+            assert len(node["widgets_values"]) == len(layout) + uploads, (node["type"], layout, node["widgets_values"])
 
 
 @pytest.mark.parametrize("workflow", WORKFLOWS, ids=lambda p: p.stem.split(",")[0])
@@ -117,7 +123,7 @@ def test_template_runs_as_shipped_to_an_mp4(comfyui_server, object_info_file, tm
     assert (transition["inputs"]["sampler"], transition["inputs"]["steps"]) == ("ddim", 50)
 
     ckpt["inputs"]["ckpt_name"] = CKPT  # the one change a user makes
-    edit["inputs"].update(rounds=2, steps=4)  # speed only (the image stays the shipped 512 px sample)
+    edit["inputs"].update(rounds=3, steps=2)  # speed only: one round per stage (the image stays the 512 px sample)
     transition["inputs"]["frames"] = 5
     entry = comfyui_server.run(api, timeout=900)
 
@@ -133,7 +139,7 @@ def test_template_runs_as_shipped_to_an_mp4(comfyui_server, object_info_file, tm
     texts = {node_id: out[node_id]["text"][0] for node_id, n in api.items() if n["class_type"] == "PreviewAny"}
     by_source = {api[node_id]["inputs"]["source"][0]: text for node_id, text in texts.items()}
     assert by_source[edit_id].startswith("MVG_PROMPTS: " + report["domain"])  # the plan, then PIE's summary
-    assert "PIE: 3 stage(s), 2 round(s)" in by_source[edit_id]
+    assert "PIE: 3 stage(s), 3 round(s)" in by_source[edit_id]
     assert "optical" in by_source[transition_id].lower()  # no SEINE model: the fallback, and it says so
     eval_id, evaluate = node_of(api, "MVG_Evaluate")
     metrics = json.loads(by_source[eval_id])
