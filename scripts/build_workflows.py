@@ -44,7 +44,7 @@ COLUMN_GAP = 70
 GROUP_PAD = 30
 GROUP_TITLE_H = 50  # the group's title strip
 GROUP_GAP = 90
-OPEN_SCALE = 0.8  # the opening zoom: text is drawn from 8/14 = 0.57 (frontend 1.27's level-of-detail threshold)
+OPEN_SCALE = 1.0  # opening zoom: the notes' text renders at 10 px (nodes lose all text below 8/14 = 0.57)
 
 # node type -> (linked inputs [(name, type)], outputs [(name, type)])
 NODE_SPECS = {
@@ -212,7 +212,7 @@ def groups(domain: str, spec: dict) -> list[tuple[str, list[list[Item]]]]:
              Item("evaluate", "MVG_Evaluate", (420, 460), ["", "auto", "auto", 0.75, 2.0, 0.8, 0.9, 0, True],
                   "Evaluate")],
             [Item("roi_view", "PreviewImage", (460, 460), [], "ROI on original"),
-             Item("plot", "PreviewImage", (460, 420), [], "Evaluation plot")],
+             Item("plot", "PreviewImage", (460, 560), [], "Evaluation plot")],
             [Item("eval_report", "PreviewAny", (460, 600), [], "Evaluation report")],
         ]),
     ]
@@ -236,10 +236,11 @@ def edges(domain: str) -> list[tuple[str, int, str, int]]:
 
 
 def note_height(text: str, width: int) -> int:
-    """Room for the Markdown note (frontend 1.27 renders it at about 6 px per character on 16 px lines)."""
+    """Room for the Markdown note: frontend 1.27 renders its text at 10 px (under 6 px per character, lines under
+    10 px apart counting paragraph gaps) below a larger heading; checked on screenshots of the rendered notes."""
     per_line = max(1, int((width - 30) / 6))
     lines = sum(max(1, -(-len(para) // per_line)) for para in text.split("\n"))
-    return 70 + 16 * lines
+    return 70 + 10 * lines
 
 
 def build(domain: str, spec: dict) -> dict:
