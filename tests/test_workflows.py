@@ -26,7 +26,7 @@ RENDERED_MIN = {
     "CheckpointLoaderSimple": (270, 98), "LoadImage": (274, 102), "MVG_ROIMask": (270, 310),
     "MVG_ReportToPromptsV2": (400, 300), "MVG_LLMSettings": (270, 250), "MVG_ProgressiveEdit": (273, 422),
     "MVG_SEINETransition": (400, 360), "MVG_SEINELoader": (270, 102), "PreviewImage": (140, 26),
-    "SaveImage": (270, 58), "PreviewAny": (140, 76), "CreateVideo": (270, 78), "SaveVideo": (270, 106),
+    "SaveImage": (270, 58), "PreviewAny": (140, 26), "CreateVideo": (270, 78), "SaveVideo": (270, 106),
     "CLIPVisionLoader": (270, 58), "MVG_ClassifierLoader": (270, 78), "MVG_Evaluate": (272, 390),
     "MarkdownNote": (140, 60),
 }
@@ -169,20 +169,33 @@ def test_opens_at_a_readable_zoom_on_the_inputs(path):
     assert 0 <= left <= 100 and 0 <= top <= 100 and left + w * ds["scale"] < 1600
 
 
+def decoded(path: Path):
+    import cv2
+
+    return cv2.imread(str(path), cv2.IMREAD_UNCHANGED).astype(float)
+
+
 def test_generator_reproduces_the_files(tmp_path):
     subprocess.run([sys.executable, str(ROOT / "scripts" / "build_workflows.py"), str(tmp_path)], check=True,
                    capture_output=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
-    made = {p.name: p.read_bytes() for p in sorted(tmp_path.iterdir())}
-    shipped = {p.name: p.read_bytes() for p in sorted((ROOT / "workflows").iterdir())}
-    assert made == shipped
+    made = sorted(p.name for p in tmp_path.iterdir())
+    assert made == sorted(p.name for p in (ROOT / "workflows").iterdir())
+    for name in made:
+        shipped, fresh = ROOT / "workflows" / name, tmp_path / name
+        if name.endswith(".json"):
+            assert fresh.read_text() == shipped.read_text(), name
+        else:  # JPEG bytes may differ between OpenCV builds; the pixels may not (beyond the codec's rounding)
+            assert abs(decoded(fresh) - decoded(shipped)).mean() < 1.0, name
 
 
 def test_sample_inputs_are_reproduced_by_their_script(tmp_path):
     subprocess.run([sys.executable, str(ROOT / "scripts" / "make_sample_inputs.py"), str(tmp_path)], check=True,
                    capture_output=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
-    made = {p.name: p.read_bytes() for p in sorted(tmp_path.glob("*.png"))}
-    assert made == {p.name: p.read_bytes() for p in sorted(SAMPLES.glob("*.png"))}
-    assert len(made) == 3 and (SAMPLES / "README.md").read_text().count("licence") >= 1
+    made = sorted(p.name for p in tmp_path.glob("*.png"))
+    assert made == sorted(p.name for p in SAMPLES.glob("*.png")) and len(made) == 3
+    for name in made:  # lossless: the same pixels, whatever zlib wrote
+        assert (decoded(tmp_path / name) == decoded(SAMPLES / name)).all(), name
+    assert "licence" in (SAMPLES / "README.md").read_text()
 
 
 def test_copy_sample_inputs_never_overwrites(tmp_path):
