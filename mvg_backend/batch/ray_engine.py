@@ -127,7 +127,11 @@ def run_batch_ray(cases: list[Case], config: PipelineConfig, spec: ModelSpec, ou
     outcomes: list[CaseOutcome | None] = [None] * len(cases)
     started_here = not ray.is_initialized()
     if started_here:
-        ray.init(address=settings.address, include_dashboard=False)
+        try:
+            ray.init(address=settings.address, include_dashboard=False)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            raise MVGInputError(f"--address {settings.address}: no Ray cluster there ({_first_line(exc)}); start "
+                                "one (ray start --head), or leave --address off for a local instance.") from None
     try:
         with SummaryWriter(root) as summary:
             def record(i: int, outcome: CaseOutcome) -> None:
