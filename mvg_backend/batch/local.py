@@ -161,7 +161,7 @@ def format_summary(outcomes: list[CaseOutcome]) -> str:
     rows = [[SUMMARY_COLUMNS[i] for i in shown]] + [[r[i] for i in shown] for r in map(_row, outcomes)]
     failed_gates = ["failed_gates"] + [o.failed_gates for o in outcomes]
     widths = [max(len(r[i]) for r in rows) for i in range(len(shown))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() + (f"  {g}" if g else "")
+    lines = [("  ".join(c.ljust(w) for c, w in zip(r, widths)) + f"  {g}").rstrip()
              for r, g in zip(rows, failed_gates)]
     loads = {o.worker: o.load_seconds for o in outcomes if o.worker}
     if loads:
