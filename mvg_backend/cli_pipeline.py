@@ -97,7 +97,7 @@ def add_pipeline_commands(sub: Any, add_model_args: Callable[[argparse.ArgumentP
 RAY_FLAGS = (
     ("--address", str, "the Ray cluster: auto (the one this machine belongs to) or ray://HOST:10001 (default: start "
                        "a local Ray instance)"),
-    ("--workers", int, "workers (default: as many as the free resources allow, at most one per case)"),
+    ("--workers", int, "workers (default: as many as the cluster's resources hold, at most one per case)"),
     ("--cpus-per-worker", float, "CPUs per worker, also its torch threads (default 1)"),
     ("--gpus-per-worker", float, "GPUs per worker; fractions share a GPU, e.g. 0.5 (default: 1 with a CUDA "
                                  "--device, else 0)"),
