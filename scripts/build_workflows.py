@@ -344,7 +344,8 @@ def main(out: Path = OUT) -> None:
     for domain, spec in TEMPLATES.items():
         path = out / f"{spec['name']}.json"
         path.write_text(json.dumps(build(domain, spec), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-        cv2.imwrite(str(path.with_suffix(".jpg")), cv2.cvtColor(thumbnail(domain, spec), cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85])
+        card = cv2.cvtColor(thumbnail(domain, spec), cv2.COLOR_RGB2BGR)
+        cv2.imwrite(str(path.with_suffix(".jpg")), card, [cv2.IMWRITE_JPEG_QUALITY, 85])
         print(f"wrote {path} and its thumbnail")
 
 

@@ -145,7 +145,8 @@ def test_template_runs_as_shipped_to_an_mp4(comfyui_server, object_info_file, tm
     metrics = json.loads(by_source[eval_id])
     assert metrics["frames"] == 13 and metrics["keyframes"] == [0, 4, 8, 12]
     assert {g["name"]: g for g in metrics["gates"]}["clip_i"]["status"] == "skipped"
-    previews = {tuple(n["inputs"]["images"]): node_id for node_id, n in api.items() if n["class_type"] == "PreviewImage"}
+    previews = {tuple(n["inputs"]["images"]): node_id for node_id, n in api.items()
+                if n["class_type"] == "PreviewImage"}
     (roi_view,) = comfyui_server.output_images(entry, previews[(eval_id, 4)])  # the ROI on the original
     (plot,) = comfyui_server.output_images(entry, previews[(eval_id, 1)])
     with Image.open(roi_view) as roi, Image.open(comfyui_server.input_dir / load["inputs"]["image"]) as sample:
