@@ -10,7 +10,7 @@ and writes, into a hidden staging folder that is moved into place only when ever
   The report appears only as its sha256 unless ``config.keep_report_in_metadata``;
 - with ``dicom_out``, the frames as one multi-frame DICOM Secondary Capture (cine at the video's fps).
 
-A batch engine (local now, Ray later) only needs :func:`run_case`, a :class:`Case` and the loaded models.
+A batch engine (local or Ray, :mod:`mvg_backend.batch`) only needs :func:`run_case`, a :class:`Case` and the loaded models.
 """
 
 from __future__ import annotations
@@ -18,7 +18,9 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
+import os
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -33,7 +35,7 @@ from .pipeline import LoadedModels, PipelineConfig, PipelineResult, StageProgres
 
 MAX_REPORT_BYTES = 1 << 20
 FINISHED_MARKER = "provenance.json"
-"""A case folder holding this file is finished (it is moved in together with everything else)."""
+"""A case folder holding this file is finished (it is written last, once everything else is in place)."""
 
 
 @dataclass
@@ -61,6 +63,9 @@ class CaseOutcome:
     timings: dict[str, float] = field(default_factory=dict)
     gates: str = ""  # "pass" / "fail": the evaluation gates (metrics.json), "" when not evaluated
     failed_gates: str = ""  # their names, space-separated
+    worker: str = ""  # the batch worker that ran it ("local" for the local engine)
+    load_seconds: float = 0.0  # that worker's model load
+    attempts: int = 0  # runs started (more than 1 after a worker died and the case was retried)
 
 
 def read_report(source: str | Path) -> str:
@@ -194,10 +199,19 @@ def run_case(case: Case, config: PipelineConfig, models: LoadedModels, out_dir: 
                               timings=timings)
         gates = evaluate_case(out, result, image, notes, timings)
         provenance = case_provenance(result, config, models, inputs=inputs, report=report, extra_notes=notes)
-        (out / FINISHED_MARKER).write_text(json.dumps(provenance, indent=2, ensure_ascii=False) + "\n",
-                                           encoding="utf-8")
+        (Path(out_dir) / FINISHED_MARKER).unlink(missing_ok=True)  # an overwritten case is unfinished until the end
+    _write_marker(Path(out_dir), json.dumps(provenance, indent=2, ensure_ascii=False) + "\n")
     return CaseOutcome(case.name, "ok", time.perf_counter() - start, int(len(result.frames)), out=Path(out_dir),
                        timings=dict(timings), **gates)
+
+
+def _write_marker(out_dir: Path, text: str) -> None:
+    """``provenance.json`` after everything else is in place, atomically: a folder holding it is whole, even if
+    the process was killed while the rest moved in."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{FINISHED_MARKER}.", dir=out_dir)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    os.replace(tmp, out_dir / FINISHED_MARKER)
 
 
 def evaluate_case(out: Path, result: PipelineResult, image: Any, notes: list[str],

@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
+from .batch.models import ModelSpec
+from .errors import MVGInputError
 from .pipeline import NO_TRANSITION, LoadedModels, PipelineConfig, config_fields
 
 DEMO_REPORT = ("Mild non-proliferative diabetic retinopathy with scattered microaneurysms at the posterior pole. "
@@ -26,8 +28,10 @@ GROUP_TITLES = {
 _TYPES = {"int": int, "float": float, "str": str}
 
 
-def add_config_args(p: argparse.ArgumentParser, *, skip: tuple[str, ...] = (), base: PipelineConfig | None = None) -> None:
-    """One flag per config field, default None (= keep the command's default, shown in the help)."""
+def add_config_args(p: argparse.ArgumentParser, *, skip: tuple[str, ...] = (), base: PipelineConfig | None = None,
+                    rename: dict[str, str] | None = None) -> None:
+    """One flag per config field, default None (= keep the command's default, shown in the help); ``rename``
+    gives a field another flag (``batch``: the prompts' ``engine`` is ``--prompts-engine``)."""
     base = base or PipelineConfig()
     groups: dict[str, Any] = {}
     for f in config_fields():
@@ -37,7 +41,7 @@ def add_config_args(p: argparse.ArgumentParser, *, skip: tuple[str, ...] = (), b
         if group_name not in groups:
             groups[group_name] = p.add_argument_group(GROUP_TITLES.get(group_name, group_name))
         g = groups[group_name]
-        flag = "--" + f.name.replace("_", "-")
+        flag = (rename or {}).get(f.name) or "--" + f.name.replace("_", "-")
         default = getattr(base, f.name)
         help_text = f"{f.metadata.get('help', '')} (default: {default!r})".replace("%", "%%")
         if f.type in ("bool", bool):
@@ -79,8 +83,26 @@ def add_pipeline_commands(sub: Any, add_model_args: Callable[[argparse.ArgumentP
                                                 "column) or a folder of cases (one sub-folder each: image.* + "
                                                 "report.txt [+ mask.*, params.json])")
     batch.add_argument("--debug", action="store_true", help="put the traceback of failing cases in the summary")
+    batch.add_argument("--engine", dest="batch_engine", default="local", metavar="{local,ray}",
+                       help="where the cases run. local: one after another in this process (default); ray: on Ray "
+                            "workers, each loading the models once (pip install 'comfyui-mvg[ray]'). The report "
+                            "engine is --prompts-engine here")
+    ray = batch.add_argument_group("Ray engine (--engine ray)")
+    for flag, kind, text in RAY_FLAGS:
+        ray.add_argument(flag, type=kind, default=None, help=text)
     _add_common(batch, add_model_args, overwrite=False)
-    add_config_args(batch)
+    add_config_args(batch, rename={"engine": "--prompts-engine"})
+
+
+RAY_FLAGS = (
+    ("--address", str, "the Ray cluster: auto (the one this machine belongs to) or ray://HOST:10001 (default: start "
+                       "a local Ray instance)"),
+    ("--workers", int, "workers (default: as many as the cluster's resources hold, at most one per case)"),
+    ("--cpus-per-worker", float, "CPUs per worker, also its torch threads (default 1)"),
+    ("--gpus-per-worker", float, "GPUs per worker; fractions share a GPU, e.g. 0.5 (default: 1 with a CUDA "
+                                 "--device, else 0)"),
+    ("--worker-retries", int, "runs of a case again after its worker process died (default 2)"),
+)
 
 
 def _add_common(p: argparse.ArgumentParser, add_model_args: Callable, *, overwrite: bool = True) -> None:
@@ -123,21 +145,23 @@ class StageBars:
         self.bars.clear()
 
 
+def _model_spec(args: argparse.Namespace, config: PipelineConfig) -> ModelSpec:
+    return ModelSpec(checkpoint=args.checkpoint, model_dir=args.model_dir, config=args.config, unet=args.unet,
+                     seine=args.seine, scheduler=args.scheduler, device=args.device, dtype=args.dtype, seed=config.seed)
+
+
 def _models(args: argparse.Namespace, config: PipelineConfig) -> LoadedModels:
-    models = LoadedModels.load(checkpoint=args.checkpoint, model_dir=args.model_dir, config=args.config,
-                               unet=args.unet, seine=args.seine, scheduler=args.scheduler, device=args.device,
-                               dtype=args.dtype, seed=config.seed)
+    models = _model_spec(args, config).load()
     if models.note:
         print(f"note: {models.note}", file=sys.stderr)
-        if args.checkpoint is None and args.model_dir is None and args.device == "cpu":
-            import torch
+    _seine_note(args, config)
+    return models
 
-            # the tiny model gains nothing from threads; on a busy machine OpenMP's waiting made it ~10x slower
-            torch.set_num_threads(1)
+
+def _seine_note(args: argparse.Namespace, config: PipelineConfig) -> None:
     if args.seine is None and config.transition == "seine":
         print("note: no --seine checkpoint: the transitions are optical-flow morphs (pass --seine FILE for SEINE).",
               file=sys.stderr)
-    return models
 
 
 def run_command(args: argparse.Namespace) -> int:
@@ -180,8 +204,6 @@ def run_command(args: argparse.Namespace) -> int:
 
 
 def _check_out(out: Path, overwrite: bool) -> None:
-    from .errors import MVGInputError
-
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise MVGInputError(f"--out {str(out)!r} is a file; give a folder.")
@@ -194,8 +216,6 @@ def _demo_image(size: int):
     import cv2
     from skimage import data
 
-    from .errors import MVGInputError
-
     if not 32 <= size <= 2048:
         raise MVGInputError(f"--size {size}: use 32..2048 pixels (the default is 256).")
     return cv2.resize(data.retina(), (size, size), interpolation=cv2.INTER_AREA)
@@ -205,13 +225,19 @@ def _batch(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from .batch import format_summary, load_cases, run_batch
-
     from .case import check_output_args
 
     config = config_from_args(args, PipelineConfig())
     check_output_args(config.replace(dicom_copy_patient=False), args.dicom_out, None)
+    if args.batch_engine in PipelineConfig.__dataclass_fields__["engine"].metadata["choices"]:
+        raise MVGInputError(f"--engine {args.batch_engine}: in batch, --engine is local or ray (where the cases run); "
+                            f"give the report engine as --prompts-engine {args.batch_engine}.")
+    if args.batch_engine not in ("local", "ray"):
+        raise MVGInputError(f"--engine {args.batch_engine!r}: use local (default) or ray.")
+    ray_given = [flag for flag, _, _ in RAY_FLAGS if getattr(args, flag[2:].replace("-", "_")) is not None]
+    if args.batch_engine == "local" and ray_given:
+        raise MVGInputError(f"{ray_given[0]} only applies to the Ray engine: add --engine ray, or leave it off.")
     cases = load_cases(args.cases)
-    models = _models(args, config)
     bar = tqdm(total=len(cases), desc="cases", unit="case", file=sys.stderr, disable=args.no_progress)
 
     def on_case(outcome) -> None:
@@ -219,12 +245,23 @@ def _batch(args: argparse.Namespace) -> int:
         bar.update(1)
 
     try:
-        outcomes = run_batch(cases, config, models, args.out, dicom_out=args.dicom_out, on_case=on_case,
-                             debug=args.debug)
+        if args.batch_engine == "ray":
+            from .batch.ray_engine import RaySettings, run_batch_ray
+
+            settings = RaySettings(address=args.address, workers=args.workers,
+                                   cpus_per_worker=1.0 if args.cpus_per_worker is None else args.cpus_per_worker,
+                                   gpus_per_worker=args.gpus_per_worker,
+                                   worker_retries=2 if args.worker_retries is None else args.worker_retries)
+            _seine_note(args, config)
+            outcomes = run_batch_ray(cases, config, _model_spec(args, config), args.out, settings,
+                                     dicom_out=args.dicom_out, on_case=on_case, debug=args.debug)
+        else:
+            outcomes = run_batch(cases, config, _models(args, config), args.out, dicom_out=args.dicom_out,
+                                 on_case=on_case, debug=args.debug)
     finally:
         bar.close()
     print(format_summary(outcomes))
-    print(f"summary written to {Path(args.out) / 'summary.csv'}; models loaded once in {models.load_seconds:.1f}s")
+    print(f"summary written to {Path(args.out) / 'summary.csv'}")
     return 1 if any(o.status == "failed" for o in outcomes) else 0
 
 

@@ -51,7 +51,11 @@ class LoadDICOM(io.ComfyNode):
                 io.Float.Input("width", default=400.0, min=1.0, max=200000.0, step=1.0,
                                tooltip="Custom window width (e.g. 400 for CT soft tissue, 1500 for lung)."),
             ],
-            outputs=[io.Image.Output(display_name="image"), io.String.Output(display_name="summary")],
+            outputs=[io.Image.Output(display_name="image",
+                                     tooltip="The windowed image (or a batch of frames), grayscale as RGB, 0..1."),
+                     io.String.Output(display_name="summary",
+                                      tooltip="Modality, size, frames and the window used; no patient, study or "
+                                              "institution.")],
         )
 
     @classmethod
@@ -98,7 +102,9 @@ class SaveDICOM(io.ComfyNode):
                                  tooltip="Copy the source's patient and study identifiers into the new object. "
                                          "Off: the DICOM is anonymous."),
             ],
-            outputs=[io.String.Output(display_name="summary")],
+            outputs=[io.String.Output(display_name="summary",
+                                      tooltip="The file written (in the output folder), its frames, size, colour, "
+                                              "fps and whether it is anonymous.")],
             is_output_node=True,
         )
 

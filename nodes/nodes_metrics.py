@@ -17,7 +17,9 @@ from comfy_api.latest import io
 
 from ..mvg_backend.metrics import Thresholds, evaluate_trajectory, load_classifier
 from ..mvg_backend.metrics.classifier import TORCHSCRIPT_SUFFIXES, XRV_PREFIX
+from ..mvg_backend.metrics.common import as_image, as_region
 from ..mvg_backend.metrics.uncertainty import std_map_image
+from ..mvg_backend.roi.overlay import overlay
 from .mvg_types import MVGPrompts
 from .progress import comfy_progress
 
@@ -86,7 +88,9 @@ class ClassifierLoader(io.ComfyNode):
                                tooltip="A file in models/classifiers, or a torchxrayvision model (18 chest X-ray "
                                        "labels incl. Effusion, Cardiomegaly, Pneumothorax)."),
             ],
-            outputs=[MVGClassifier.Output(display_name="classifier"), io.String.Output(display_name="summary")],
+            outputs=[MVGClassifier.Output(display_name="classifier", tooltip="Connect to MVG Evaluate's classifier."),
+                     io.String.Output(display_name="summary",
+                                      tooltip="The classifier's name and its output labels, in order.")],
         )
 
     @classmethod
@@ -154,10 +158,19 @@ class Evaluate(io.ComfyNode):
                 io.Boolean.Input("anatomy", default=True, tooltip="Run the anatomy consistency check."),
             ],
             outputs=[
-                io.String.Output(display_name="report"),
-                io.Image.Output(display_name="plot"),
-                io.Boolean.Output(display_name="passed"),
-                io.Image.Output(display_name="uncertainty"),
+                io.String.Output(display_name="report",
+                                 tooltip="Every metric and gate as JSON (a skipped gate says why)."),
+                io.Image.Output(display_name="plot",
+                                tooltip="The metrics against frame order, keyframes marked, gates drawn."),
+                io.Boolean.Output(display_name="passed",
+                                  tooltip="True when every evaluated gate passed (skipped gates do not count)."),
+                io.Image.Output(display_name="uncertainty",
+                                tooltip="Per-pixel std of the final frame across this run and other_runs (black "
+                                        "without other_runs)."),
+                # appended (outputs are linked by position)
+                io.Image.Output(display_name="roi",
+                                tooltip="The mask over the original, as MVG ROI Mask's overlay draws it: the region "
+                                        "that was evaluated as the ROI."),
             ],
         )
 
@@ -190,7 +203,9 @@ class Evaluate(io.ComfyNode):
             uncertainty = torch.from_numpy(std_map_image(result.std_map))[None]
         else:
             uncertainty = torch.zeros((1, *frames.shape[1:3], 3))
-        return io.NodeOutput(result.to_json(), plot, bool(result.passed), uncertainty)
+        ref = as_image(original[:1], "original")
+        roi = torch.from_numpy(overlay(ref, as_region(m, ref.shape[:2])))[None]
+        return io.NodeOutput(result.to_json(), plot, bool(result.passed), uncertainty, roi)
 
 
 NODES: list[type[io.ComfyNode]] = [ClassifierLoader, Evaluate]

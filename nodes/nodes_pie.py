@@ -13,6 +13,7 @@ from .comfy_backend import ComfyBackend
 from .mvg_types import MVGPrompts
 from .progress import comfy_progress
 
+
 class ProgressiveEdit(io.ComfyNode):
     """PIE: masked img2img over several rounds per stage, blended back toward the original."""
 
@@ -58,9 +59,15 @@ class ProgressiveEdit(io.ComfyNode):
                                  tooltip="Put the original first in both frames and keyframes."),
             ],
             outputs=[
-                io.Image.Output(display_name="frames"),
-                io.Image.Output(display_name="keyframes"),
-                io.String.Output(display_name="summary"),
+                io.Image.Output(display_name="frames",
+                                tooltip="Every PIE round's image in order (the original first with "
+                                        "include_original)."),
+                io.Image.Output(display_name="keyframes",
+                                tooltip="The last round of each stage (the original first with include_original), "
+                                        "for SEINE Transition."),
+                io.String.Output(display_name="summary",
+                                 tooltip="The stage plan (MVG_PROMPTS as text), then the PIE settings, notes (e.g. "
+                                         "a prompt cut to 75 tokens) and one line per frame."),
             ],
         )
 
@@ -75,7 +82,9 @@ class ProgressiveEdit(io.ComfyNode):
             backend, image, mask, prompts, rounds=rounds, strength=strength, steps=steps, guidance=cfg,
             beta1=beta1, beta2=beta2, seed=seed, chain=chain, include_original=include_original, progress=progress,
         )
-        return io.NodeOutput(torch.from_numpy(result.frames), torch.from_numpy(result.keyframes), result.summary)
+        # the plan first: the one text preview of a template shows what was staged, and only after a real run
+        summary = f"{PromptPlan.coerce(prompts).describe()}\n\n{result.summary}"
+        return io.NodeOutput(torch.from_numpy(result.frames), torch.from_numpy(result.keyframes), summary)
 
 
 NODES: list[type[io.ComfyNode]] = [ProgressiveEdit]

@@ -7,7 +7,7 @@ import torch
 from comfy_api.latest import io
 
 from ..mvg_backend.roi import COMBINE_MODES, DEFAULT_RECT, DOMAINS, GENERIC_REGIONS, REGIONS_BY_DOMAIN
-from ..mvg_backend.roi.batch import segment_batch
+from ..mvg_backend.roi.batch import AUTO_DOMAIN, segment_batch
 from ..mvg_backend.roi.fundus import EYES
 from .mvg_types import MVGPrompts
 from .progress import comfy_progress
@@ -30,7 +30,9 @@ class ROIMask(io.ComfyNode):
                         "full image / a rectangle; combined with a drawn mask and narrowed by the prompts' hint.",
             inputs=[
                 io.Image.Input("image", tooltip="One image or a batch; grayscale, RGB or RGBA, any size."),
-                io.Combo.Input("domain", options=list(DOMAINS), default="chest_xray"),
+                io.Combo.Input("domain", options=[AUTO_DOMAIN, *DOMAINS], default="chest_xray",
+                               tooltip="The imaging domain; auto = the domain of the MVG_PROMPTS connected to "
+                                       "prompts (MVG Report to Prompts'), so it is set once."),
                 io.Combo.Input("region", options=REGION_CHOICES, default="auto",
                                tooltip="auto = the domain's default: lungs (chest_xray), retina (fundus), "
                                        "lesion (skin), full (other); with prompts, the places their hints name "
@@ -52,19 +54,24 @@ class ROIMask(io.ComfyNode):
                 io.Int.Input("keep_largest", default=0, min=0, max=64,
                              tooltip="Keep only the N largest pieces (0 = keep all)."),
                 io.Combo.Input("eye", options=list(EYES), default="auto",
-                               tooltip="Fundus: which eye (where the macula lies from the disc); auto = from the "
-                                       "disc's position."),
+                               tooltip="Fundus only (ignored in other domains): which eye, i.e. where the macula "
+                                       "lies from the disc; auto = from the disc's position."),
                 io.String.Input("rectangle", default=DEFAULT_RECT,
-                                tooltip="Region 'rectangle': left, top, right, bottom as fractions 0..1."),
+                                tooltip="Only with region 'rectangle' (ignored otherwise): left, top, right, bottom "
+                                        "as fractions 0..1."),
                 # appended later: optional, so that workflows saved before it still validate
                 io.Mask.Input("keep_mask", optional=True,
                               tooltip="Keep mask: what you paint here (chest tubes, lines, pacemaker leads, a ruler) "
                                       "stays untouched, even inside the region; applied last."),
             ],
             outputs=[
-                io.Mask.Output(display_name="mask"),
-                io.Image.Output(display_name="overlay"),
-                io.String.Output(display_name="summary"),
+                io.Mask.Output(display_name="mask",
+                               tooltip="1 where the disease may change the image (one per input image), for "
+                                       "Progressive Edit, SEINE Transition and Evaluate."),
+                io.Image.Output(display_name="overlay",
+                                tooltip="The mask over the image: tinted red inside, outlined in yellow."),
+                io.String.Output(display_name="summary",
+                                 tooltip="Domain, region, hints used and each mask's area and how it was found."),
             ],
         )
 

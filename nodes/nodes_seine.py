@@ -17,8 +17,6 @@ from ..mvg_backend.seine import (
     DEFAULT_FRAMES,
     DEFAULT_PROMPT,
     DEFAULT_RESOLUTION,
-    DEFAULT_SAMPLER,
-    DEFAULT_STEPS,
     RESOLUTIONS,
     SAMPLERS,
     TRANSITION_METHODS,
@@ -32,6 +30,9 @@ SEINE_FOLDER = "seine"
 folder_paths.add_model_folder_path(SEINE_FOLDER, os.path.join(folder_paths.models_dir, SEINE_FOLDER))
 
 MVGSEINEModel = io.Custom("MVG_SEINE_MODEL")
+# the node's defaults fit a CPU user's first run; the official script (the engine's defaults) uses ddpm 250
+NODE_SAMPLER, NODE_STEPS = "ddim", 50
+MODEL_ONLY = "Only acts with a SEINE model connected (the optical_flow / crossfade fallback ignores it). "
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 
 
@@ -69,8 +70,11 @@ class SEINELoader(io.ComfyNode):
                 io.Combo.Input("dtype", options=["auto", *DTYPES], default="auto",
                                tooltip="auto: what ComfyUI picks for this device (fp16/bf16 on GPUs, fp32 on CPU)."),
             ],
-            outputs=[MVGSEINEModel.Output(display_name="seine_model"),
-                     io.String.Output(display_name="summary")],
+            outputs=[MVGSEINEModel.Output(display_name="seine_model",
+                                          tooltip="Connect to MVG SEINE Transition's seine_model."),
+                     io.String.Output(display_name="summary",
+                                      tooltip="The architecture read from the file's shapes, and where GroupNorm "
+                                              "groups and eps came from.")],
         )
 
     @classmethod
@@ -110,18 +114,22 @@ class SEINETransition(io.ComfyNode):
                                     tooltip="From MVG SEINE Loader. Without it, method seine falls back to optical_flow."),
                 io.Int.Input("frames", default=DEFAULT_FRAMES, min=3, max=64,
                              tooltip="Frames per transition, both keyframes included (SEINE was trained on 16)."),
-                io.Int.Input("steps", default=DEFAULT_STEPS, min=1, max=1000,
-                             tooltip="Sampling steps per transition (official: 250 with ddpm; ddim works with 25-50)."),
+                io.Int.Input("steps", default=NODE_STEPS, min=1, max=1000,
+                             tooltip=MODEL_ONLY + "Sampling steps per transition: 50 with ddim fits a first run "
+                                     "(on a CPU still minutes per transition); the official script uses 250 with "
+                                     "ddpm."),
                 io.Float.Input("cfg", default=DEFAULT_CFG, min=0.0, max=30.0, step=0.1, round=0.01,
-                               tooltip="Classifier-free guidance against the empty prompt (official: 8)."),
-                io.Combo.Input("sampler", options=list(SAMPLERS), default=DEFAULT_SAMPLER,
-                               tooltip="ddpm: the official sampler (stochastic); ddim: deterministic, fewer steps."),
+                               tooltip=MODEL_ONLY + "Classifier-free guidance against the empty prompt "
+                                       "(official: 8)."),
+                io.Combo.Input("sampler", options=list(SAMPLERS), default=NODE_SAMPLER,
+                               tooltip=MODEL_ONLY + "ddim: deterministic, good in 25-50 steps (default); ddpm: "
+                                       "the official script's sampler (stochastic, 250 steps)."),
                 io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
-                             tooltip="Transition k uses seed + k - 1."),
+                             tooltip=MODEL_ONLY + "Transition k uses seed + k - 1."),
                 io.String.Input("prompt", default=DEFAULT_PROMPT, multiline=True, dynamic_prompts=False,
-                                tooltip="SEINE's text condition. The default is the official script's effective "
-                                        "prompt: its text_prompt 'smooth transition' joined to its additional_prompt "
-                                        "'smooth transition.' with no space between."),
+                                tooltip=MODEL_ONLY + "SEINE's text condition. The default is the official script's "
+                                        "effective prompt: its text_prompt 'smooth transition' joined to its "
+                                        "additional_prompt 'smooth transition.' with no space between."),
                 io.Combo.Input("method", options=list(TRANSITION_METHODS), default="seine",
                                tooltip="seine needs a SEINE model; optical_flow and crossfade need none."),
                 # appended last (widgets_values are positional), optional so older API prompts still validate
@@ -135,8 +143,12 @@ class SEINETransition(io.ComfyNode):
                                       "keyframes' cross-dissolve, so only the region of interest moves."),
             ],
             outputs=[
-                io.Image.Output(display_name="frames"),
-                io.String.Output(display_name="summary"),
+                io.Image.Output(display_name="frames",
+                                tooltip="Every frame of the video in order: keyframes and the frames between them "
+                                        "(each keyframe once), for Create Video / Save DICOM / Evaluate."),
+                io.String.Output(display_name="summary",
+                                 tooltip="What made the frames (SEINE and its settings, or which fallback and "
+                                         "why) and where the keyframes are; Evaluate's transition_summary."),
             ],
         )
 

@@ -1,12 +1,13 @@
 """ComfyUI glue for the report redaction (the logic is ``mvg_backend.prompts.redaction``).
 
-Save Image / Save Video embed the run's API prompt and UI workflow into every file; both carry
-MVG_ReportToPrompts' ``report`` widget. ``install`` registers an ``on_prompt`` handler with ComfyUI's
-server that redacts both at submission, before validation and before any node runs, so no file written by
-any branch of the graph, and no ``/history`` entry, holds the report. The node repeats the redaction on
-its hidden ``prompt``/``extra_pnginfo`` inputs for prompts queued without the handler.
+Save Image / Save Video embed the run's API prompt and UI workflow into every file; both carry the
+``report`` widget of MVG Report to Prompts (V2 and the legacy node) and the ``api_key_env`` widget of MVG LLM
+Settings (and of the legacy node). ``install`` registers an ``on_prompt`` handler with ComfyUI's server that
+redacts both at submission, before validation and before any node runs, so no file written by any branch of
+the graph, and no ``/history`` entry, holds the report or a pasted key. The nodes repeat the redaction on
+their hidden ``prompt``/``extra_pnginfo`` inputs for prompts queued without the handler.
 
-The position of each widget in ``widgets_values`` comes from the node's V3 schema (``layout``), never
+The position of each widget in ``widgets_values`` comes from each node's V3 schema (``layout``), never
 from hard-coded indices.
 """
 
@@ -27,15 +28,30 @@ class RedactionLayout:
     node_type: str
     widgets: tuple[str | None, ...]
 
+
+@dataclass(frozen=True)
+class Redaction:
+    """The redaction of every node type that carries a report or a key's variable name; the ``PromptServer``
+    on_prompt handler."""
+
+    layouts: tuple[RedactionLayout, ...]
+
+    @classmethod
+    def of(cls, *nodes: type[io.ComfyNode]) -> Redaction:
+        return cls(tuple(layout(node.define_schema()) for node in nodes))
+
     def redact_prompt(self, prompt: Any) -> None:
-        redaction.redact_prompt(prompt, self.node_type)
+        for lay in self.layouts:
+            redaction.redact_prompt(prompt, lay.node_type)
 
     def redact_workflow(self, extra_pnginfo: Any) -> None:
-        redaction.redact_workflow(extra_pnginfo, self.node_type, self.widgets)
+        for lay in self.layouts:
+            redaction.redact_workflow(extra_pnginfo, lay.node_type, lay.widgets)
 
     def __call__(self, json_data: dict) -> dict:
-        """The ``PromptServer`` on_prompt handler."""
-        return redaction.redact_submission(json_data, self.node_type, self.widgets)
+        for lay in self.layouts:
+            redaction.redact_submission(json_data, lay.node_type, lay.widgets)
+        return json_data
 
 
 def widget_infos(schema: io.Schema) -> list[redaction.WidgetInfo]:
@@ -51,11 +67,10 @@ def widget_infos(schema: io.Schema) -> list[redaction.WidgetInfo]:
 
 
 def layout(schema: io.Schema) -> RedactionLayout:
-    """The node's redaction layout; fails at import when the schema lacks the widgets it needs."""
+    """The node's redaction layout; fails at import when the schema has nothing to redact by (a report
+    widget needs its keep_report_in_metadata widget)."""
     widgets = redaction.widget_slots(widget_infos(schema))
-    missing = {redaction.REPORT, redaction.KEEP} - set(widgets)
-    if missing:
-        raise ValueError(f"{schema.node_id}: no widget(s) {sorted(missing)} to redact by")
+    redaction.check_layout(widgets, schema.node_id)
     return RedactionLayout(schema.node_id, widgets)
 
 
@@ -63,8 +78,8 @@ def resolve_report(value: str) -> str:
     return redaction.resolve_report(value)
 
 
-def install(handler: RedactionLayout) -> bool:
-    """Register the handler with ComfyUI's server (once per node type). False when no server runs."""
+def install(handler: Redaction) -> bool:
+    """Register the handler with ComfyUI's server (once). False when no server runs."""
     try:
         from server import PromptServer
     except ImportError:
@@ -72,7 +87,6 @@ def install(handler: RedactionLayout) -> bool:
     instance = getattr(PromptServer, "instance", None)
     if instance is None:
         return False
-    if not any(isinstance(h, RedactionLayout) and h.node_type == handler.node_type
-               for h in instance.on_prompt_handlers):
+    if not any(isinstance(h, Redaction) for h in instance.on_prompt_handlers):
         instance.add_on_prompt_handler(handler)
     return True

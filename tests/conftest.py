@@ -51,7 +51,8 @@ COMFYUI_CHECKPOINT_NAME = "mvg_tiny_sd15.safetensors"
 # Errors that tests provoke on purpose (in any file, sharing one server). Any other traceback from the pack
 # in the server's log fails the session (checked when the server stops) and test_pack_imports_cleanly.
 COMFYUI_PROVOKED_ERRORS = ("InterruptProcessingException", "chain='sideways'", "image is constant",
-                           "paste the report", "sampler='euler'", "'mvg_cine.dcm' has 5 frame(s)")
+                           "paste the report", "sampler='euler'", "'mvg_cine.dcm' has 5 frame(s)",
+                           "connect an MVG LLM Settings node to llm", "'auto' takes the domain from the prompts")
 
 
 def _flag(name: str) -> bool:

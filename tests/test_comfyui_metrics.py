@@ -87,7 +87,7 @@ def test_evaluate_node_in_process(probe_report):
     assert gates["confidence_rho"]["evaluated"] and gates["anatomy_dice"]["evaluated"]
     assert data["keyframes"] == [0, 7] and data["spread"]["runs"] == 3
     assert node["plot_shape"][0] == 1 and node["plot_shape"][3] == 3 and node["plot_std"] > 0.05
-    assert node["uncertainty_shape"] == [1, 96, 96, 3]
+    assert node["uncertainty_shape"] == [1, 96, 96, 3] and node["roi_shape"] == [1, 96, 96, 3]
     assert (out / "plot.png").stat().st_size > 10_000
 
 
@@ -98,8 +98,8 @@ def test_object_info_lists_the_evaluation_nodes(comfyui_server):
     assert node["input_order"]["optional"] == EVAL_OPTIONAL
     assert node["input"]["optional"]["clip_vision"][0] == "CLIP_VISION"
     assert node["input"]["optional"]["classifier"][0] == "MVG_CLASSIFIER"
-    assert node["output"] == ["STRING", "IMAGE", "BOOLEAN", "IMAGE"]
-    assert node["output_name"] == ["report", "plot", "passed", "uncertainty"]
+    assert node["output"] == ["STRING", "IMAGE", "BOOLEAN", "IMAGE", "IMAGE"]  # roi appended: links keep their slot
+    assert node["output_name"] == ["report", "plot", "passed", "uncertainty", "roi"]
     loader = info["MVG_ClassifierLoader"]
     options = loader["input"]["required"]["classifier_name"]
     options = options[1]["options"] if options[0] == "COMBO" else options[0]
@@ -119,6 +119,8 @@ def _graph(image: str, classifier: str | None, **widgets) -> dict:
         "5": {"class_type": "PreviewAny", "inputs": {"source": ["4", 0]}},
         "6": {"class_type": "PreviewImage", "inputs": {"images": ["4", 1]}},
         "7": {"class_type": "PreviewAny", "inputs": {"source": ["4", 2]}},
+        "9": {"class_type": "SaveImage", "inputs": {"images": ["4", 4], "filename_prefix": "eval_roi"}},
+        "10": {"class_type": "SaveImage", "inputs": {"images": ["3", 1], "filename_prefix": "roimask_overlay"}},
     }
     if classifier:
         g["8"] = {"class_type": "MVG_ClassifierLoader", "inputs": {"classifier_name": classifier}}
@@ -150,6 +152,12 @@ def test_evaluate_runs_in_the_server_with_a_classifier_from_models(comfyui_serve
     with Image.open(plot[0]) as im:
         arr = np.asarray(im.convert("RGB"))
     assert arr.shape[1] == 1000 and arr.std() > 10
+    # the roi output is ROI Mask's own overlay of the same mask on the original, pixel for pixel
+    (roi,), (roi_node,) = srv.output_images(entry, "9"), srv.output_images(entry, "10")
+    with Image.open(roi) as a, Image.open(roi_node) as b:
+        roi_arr, node_arr = np.asarray(a.convert("RGB")), np.asarray(b.convert("RGB"))
+    assert roi_arr.shape == (96, 96, 3) and (roi_arr != np.dstack([gray] * 3)).any()
+    np.testing.assert_array_equal(roi_arr, node_arr)
 
     entry = srv.run(_graph(name, "mvg_test_centre.pt", label="pleural effusion"), timeout=300)
     data = json.loads(entry["outputs"]["5"]["text"][0])

@@ -9,40 +9,31 @@ import urllib.request
 
 import pytest
 
+from fixtures.frontend_layout import frontend_layout as _frontend_layout
 from mvg_backend.prompts import redaction
-from mvg_backend.prompts.redaction import WidgetInfo
 
 pytestmark = pytest.mark.comfyui
 
-NODE = "MVG_ReportToPrompts"
+NODE = "MVG_ReportToPrompts"  # the legacy node (LLM settings inline)
+V2, SETTINGS = "MVG_ReportToPromptsV2", "MVG_LLMSettings"
 REPORT = "FINDINGS: Small left pneumothorax. Patient John Doe-Layoutcase, MRN 55123."
 PASTED = "sk-pasted-Layout-Z9x8"
-
-
-def _frontend_layout(node_info: dict) -> tuple[str | None, ...]:
-    """``widgets_values`` slots as ComfyUI's frontend lays them out for an ``/object_info`` entry."""
-    widgets = []
-    for section, optional in (("required", False), ("optional", True)):
-        specs = node_info["input"].get(section, {})
-        for name in node_info.get("input_order", {}).get(section, list(specs)):
-            type_, options = specs[name][0], (specs[name][1] if len(specs[name]) > 1 else {})
-            type_ = "COMBO" if isinstance(type_, list) else type_
-            if type_ not in ("INT", "FLOAT", "STRING", "BOOLEAN", "COMBO") or options.get("forceInput"):
-                continue
-            widgets.append(WidgetInfo(name, type_, options.get("control_after_generate"), optional))
-    return redaction.widget_slots(widgets)
 
 
 def _values(layout, keep: bool) -> list:
     """A distinct, recognisable value in every slot, the report, a pasted key and the opt-out where they go."""
     values = [f"value-{i}" for i in range(len(layout))]
-    values[layout.index("report")] = REPORT
-    values[layout.index("api_key_env")] = PASTED
-    values[layout.index("keep_report_in_metadata")] = keep
+    for name, value in (("report", REPORT), ("api_key_env", PASTED), ("keep_report_in_metadata", keep)):
+        if name in layout:
+            values[layout.index(name)] = value
     return values
 
 
-def test_object_info_gives_the_layout_of_the_shipped_workflows(comfyui_server):
+def _without(values: list, index: int) -> list:
+    return values[:index] + values[index + 1:]
+
+
+def test_object_info_gives_the_legacy_layout(comfyui_server):
     layout = _frontend_layout(comfyui_server.object_info(NODE))
     assert layout[0] == "report" and layout[14] == "keep_report_in_metadata" and layout[7] == "api_key_env"
     assert list(layout[15:]) == ["timeout", "max_retries", "max_severity"]  # optional widgets come after the others
@@ -90,3 +81,64 @@ def test_the_handler_redacts_the_positions_the_schema_gives(comfyui_server):
     assert nodes[4][report] == REPORT and nodes[4][key] == redaction.KEY_REDACTED and nodes[4][keep] is True
     assert nodes[4][:key] + nodes[4][key + 1:] == kept[:key] + kept[key + 1:]
     assert "Doe-Layoutcase" not in json.dumps([api, nodes[3], sub])
+
+
+def test_object_info_gives_the_v2_and_llm_settings_layouts(comfyui_server):
+    """The layouts the templates' widgets_values follow: V2 without any LLM widget, the settings node with
+    one slot for its seed."""
+    assert _frontend_layout(comfyui_server.object_info(V2)) == (
+        "report", "domain", "stages", "direction", "engine", "caption_style", "template", "keep_report_in_metadata",
+        "max_severity")
+    assert _frontend_layout(comfyui_server.object_info(SETTINGS)) == (
+        "model", "base_url", "api_key_env", "temperature", "seed", "fallback", "allow_de_novo", "timeout",
+        "max_retries")
+
+
+def test_the_handler_redacts_v2_reports_and_llm_settings_keys(comfyui_server):
+    """A V2 workflow: its report slot and the settings node's pasted key are rewritten in the prompt, the UI
+    workflow (subgraphs too) and /history; every other slot is left alone; the opt-out slot is honoured."""
+    srv = comfyui_server
+    v2, settings = _frontend_layout(srv.object_info(V2)), _frontend_layout(srv.object_info(SETTINGS))
+    report, keep, key = v2.index("report"), v2.index("keep_report_in_metadata"), settings.index("api_key_env")
+    workflow = {"nodes": [{"id": 1, "type": V2, "widgets_values": _values(v2, False)},
+                          {"id": 2, "type": V2, "widgets_values": _values(v2, True)},
+                          {"id": 3, "type": SETTINGS, "widgets_values": _values(settings, False)},
+                          {"id": 5, "type": "sg-1", "widgets_values": []}],
+                "definitions": {"subgraphs": [{"id": "sg-1", "nodes": [
+                    {"id": 1, "type": V2, "widgets_values": _values(v2, False)},
+                    {"id": 2, "type": SETTINGS, "widgets_values": _values(settings, False)}]}]},
+                "links": [], "version": 0.4}
+    graph = {
+        "1": {"class_type": V2, "inputs": dict(report=REPORT, domain="chest_xray", stages=2, direction="progression",
+                                               engine="rules", caption_style="mvg", template="",
+                                               keep_report_in_metadata=False, max_severity="severe",
+                                               llm=["3", 0])},
+        "3": {"class_type": SETTINGS, "inputs": dict(model="m", base_url="http://127.0.0.1:9/v1", api_key_env=PASTED,
+                                                     temperature=0.2, seed=0, fallback=True, allow_de_novo=False,
+                                                     timeout=30.0, max_retries=0)},
+        "2": {"class_type": "PreviewAny", "inputs": {"source": ["1", 1]}}}
+    body = {"prompt": graph, "client_id": srv.client_id, "extra_data": {"extra_pnginfo": {"workflow": workflow}}}
+    req = urllib.request.Request(srv.url + "/prompt", data=json.dumps(body).encode(), method="POST",
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        prompt_id = json.loads(resp.read())["prompt_id"]
+    entry = srv.wait_history(prompt_id, timeout=120)
+    assert entry["status"]["status_str"] == "success", entry["status"]
+    plan = entry["outputs"]["2"]["text"][0]
+    assert "Pneumothorax (positive; left; small)" in plan  # the node got the text
+    assert "MVG LLM Settings connected to llm were ignored: engine is 'rules'" in plan
+
+    _, _, api, extra, *_ = entry["prompt"]
+    assert redaction.is_token(api["1"]["inputs"]["report"]) and api["3"]["inputs"]["api_key_env"] == \
+        redaction.KEY_REDACTED
+    wf = extra["extra_pnginfo"]["workflow"]
+    nodes = {n["id"]: n["widgets_values"] for n in wf["nodes"]}
+    inner = {n["id"]: n["widgets_values"] for n in wf["definitions"]["subgraphs"][0]["nodes"]}
+    for values in (nodes[1], inner[1]):
+        assert redaction.is_token(values[report])
+        assert _without(values, report) == _without(_values(v2, False), report)
+    assert nodes[2] == _values(v2, True) and nodes[2][keep] is True  # opted out: the report stays
+    for values in (nodes[3], inner[2]):
+        assert values[key] == redaction.KEY_REDACTED
+        assert _without(values, key) == _without(_values(settings, False), key)
+    assert "Doe-Layoutcase" not in json.dumps([api, nodes[1], inner]) and PASTED not in json.dumps(entry["prompt"])

@@ -140,3 +140,37 @@ def test_roimask_constant_image_fails_clearly(comfyui_server):
     error = dict(m for m in entry["status"]["messages"])["execution_error"]
     assert error["node_type"] == "MVG_ROIMask"
     assert "constant" in error["exception_message"] and "region 'full'" in error["exception_message"]
+
+
+def _error(srv, graph) -> str:
+    entry = srv.wait_history(srv.post_prompt(graph), timeout=120)
+    status, _ = history_status(entry)
+    assert status == "error", status
+    error = dict(m for m in entry["status"]["messages"])["execution_error"]
+    assert error["node_type"] == "MVG_ROIMask"
+    return error["exception_message"]
+
+
+def test_roimask_domain_auto_takes_the_report_nodes_domain(comfyui_server, chest_png):
+    """domain 'auto' segments the domain of the connected MVG_PROMPTS (here fundus, so the fundus FOV, not the
+    lungs); without prompts, or with hand-written prompts that name no domain, it fails with the fix."""
+    srv = comfyui_server
+    name, gray = chest_png
+    graph = _graph(name, domain="auto", region="full")
+    graph["7"] = {"class_type": "MVG_ReportToPromptsV2", "inputs": {
+        "report": "Mild non-proliferative diabetic retinopathy with microaneurysms.", "domain": "fundus",
+        "stages": 2, "direction": "progression", "engine": "rules", "caption_style": "mvg", "template": "",
+        "keep_report_in_metadata": False, "max_severity": "severe"}}
+    graph["2"]["inputs"]["prompts"] = ["7", 0]
+    entry = srv.run(graph, timeout=120)
+    summary = entry["outputs"]["6"]["text"][0]
+    assert summary.startswith("MVG ROIMask: domain fundus (auto: the prompts' domain), region full"), summary
+    assert "WARNING" not in summary
+
+    no_prompts = _error(srv, _graph(name, domain="auto"))
+    assert no_prompts.startswith("domain: 'auto'") and "connect MVG Report to Prompts' prompts" in no_prompts
+
+    manual = _graph(name, domain="auto")
+    manual["7"] = {"class_type": "MVG_PromptList", "inputs": {"text": "a chest x-ray with an effusion", "negative": ""}}
+    manual["2"]["inputs"]["prompts"] = ["7", 0]
+    assert "pick the domain" in _error(srv, manual)

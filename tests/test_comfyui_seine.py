@@ -103,7 +103,8 @@ def test_object_info_lists_the_seine_nodes(comfyui_server, seine_inputs):
     assert node["input"]["optional"]["mask"][0] == "MASK"
     req = node["input"]["required"]
     defaults = {name: req[name][1].get("default") for name in TRANSITION_INPUTS[3:]}
-    assert defaults == {"frames": 16, "steps": 250, "cfg": 8.0, "sampler": "ddpm", "seed": 0,
+    # a CPU user's first run: ddim 50 (the official script, and the engine's defaults, are ddpm 250)
+    assert defaults == {"frames": 16, "steps": 50, "cfg": 8.0, "sampler": "ddim", "seed": 0,
                         "prompt": "smooth transitionsmooth transition.", "method": "seine"}
     assert req["method"][1]["options"] == ["seine", "optical_flow", "crossfade"]
     assert node["output"] == ["IMAGE", "STRING"] and node["output_name"] == ["frames", "summary"]

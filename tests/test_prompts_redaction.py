@@ -33,6 +33,19 @@ REPORT_NODE_WIDGETS = [
     WidgetInfo("max_retries", "INT", optional=True), WidgetInfo("max_severity", "COMBO", optional=True),
 ]
 LAYOUT = r.widget_slots(REPORT_NODE_WIDGETS)
+# MVG_ReportToPromptsV2 (no LLM widget) and MVG_LLMSettings (no report), as their schemas declare them
+V2, SETTINGS = "MVG_ReportToPromptsV2", "MVG_LLMSettings"
+V2_LAYOUT = r.widget_slots([
+    WidgetInfo("report", "STRING"), WidgetInfo("domain", "COMBO"), WidgetInfo("stages", "INT"),
+    WidgetInfo("direction", "COMBO"), WidgetInfo("engine", "COMBO"), WidgetInfo("caption_style", "COMBO"),
+    WidgetInfo("template", "STRING"), WidgetInfo("keep_report_in_metadata", "BOOLEAN"),
+    WidgetInfo("max_severity", "COMBO")])
+SETTINGS_LAYOUT = r.widget_slots([
+    WidgetInfo("model", "STRING"), WidgetInfo("base_url", "STRING"), WidgetInfo("api_key_env", "STRING"),
+    WidgetInfo("temperature", "FLOAT"), WidgetInfo("seed", "INT", control_after_generate=False),
+    WidgetInfo("fallback", "BOOLEAN"), WidgetInfo("allow_de_novo", "BOOLEAN"), WidgetInfo("timeout", "FLOAT"),
+    WidgetInfo("max_retries", "INT")])
+LAYOUTS = {NODE: LAYOUT, V2: V2_LAYOUT, SETTINGS: SETTINGS_LAYOUT}
 
 
 def _values(report=REPORT, key_env="OPENAI_API_KEY", keep=False) -> list:
@@ -269,9 +282,38 @@ def test_malformed_workflows_are_left_alone(store, info):
     assert info == before
 
 
-def test_a_layout_without_a_report_widget_is_an_error(store):
-    with pytest.raises(ValueError, match="report"):
-        r.redact_workflow(_workflow(), NODE, ("a", "b"), store)
+@pytest.mark.parametrize("layout", [("a", "b"), ("report", "a"), ("report", "api_key_env")])
+def test_a_layout_without_what_it_redacts_by_is_an_error(store, layout):
+    """A report needs its opt-out slot; a layout with neither a report nor api_key_env redacts nothing."""
+    with pytest.raises(ValueError, match="report|keep_report_in_metadata"):
+        r.redact_workflow(_workflow(), NODE, layout, store)
+    with pytest.raises(ValueError):
+        r.check_layout(layout)
+
+
+def test_v2_and_llm_settings_layouts(store):
+    """V2: the report and the opt-out at their own positions, no key slot; the settings node: only its key."""
+    v2 = ["FINDINGS: " + REPORT, "chest_xray", 3, "progression", "rules", "mvg", "", False, "severe"]
+    kept = [REPORT, "fundus", 2, "regression", "rules", "mvg", "", True, "severe"]
+    settings = ["gpt-4o-mini", "https://api.openai.com/v1", PASTED, 0.2, 0, True, False, 120.0, 2]
+    named = dict(zip(SETTINGS_LAYOUT, settings, strict=True))
+    info = _workflow({"id": 1, "type": V2, "widgets_values": v2}, {"id": 2, "type": V2, "widgets_values": kept},
+                     {"id": 3, "type": SETTINGS, "widgets_values": settings},
+                     {"id": 4, "type": SETTINGS, "widgets_values": named})
+    for node_type, layout in LAYOUTS.items():
+        r.check_layout(layout, node_type)
+        r.redact_workflow(info, node_type, layout, store)
+    assert v2 == [_token_of("FINDINGS: " + REPORT), "chest_xray", 3, "progression", "rules", "mvg", "", False,
+                  "severe"]
+    assert kept[0] == REPORT  # its own opt-out slot (7), not the legacy node's (14)
+    assert settings == ["gpt-4o-mini", "https://api.openai.com/v1", r.KEY_REDACTED, 0.2, 0, True, False, 120.0, 2]
+    assert named["api_key_env"] == r.KEY_REDACTED and named["model"] == "gpt-4o-mini"
+    prompt = {"1": {"class_type": V2, "inputs": dict(zip(V2_LAYOUT, v2, strict=True)) | {"report": REPORT}},
+              "2": {"class_type": SETTINGS, "inputs": {"api_key_env": PASTED, "model": "m"}}}
+    for node_type in LAYOUTS:
+        r.redact_prompt(prompt, node_type, store)
+    assert prompt["1"]["inputs"]["report"] == _token_of(REPORT)
+    assert prompt["2"]["inputs"] == {"api_key_env": r.KEY_REDACTED, "model": "m"}
 
 
 # ------------------------------------------------------------------------------------------ submission
@@ -311,20 +353,34 @@ def test_widget_slots_put_optional_widgets_last_and_reject_duplicates():
         r.widget_slots([WidgetInfo("a", "INT"), WidgetInfo("a", "STRING", optional=True)])
 
 
-def test_the_report_node_layout_matches_the_shipped_workflows(store):
-    """The shipped workflows' MVG_ReportToPrompts values fit the layout: report first, api_key_env 8th,
-    keep_report_in_metadata 15th, and no control slot for the seed."""
+def test_the_layouts_match_the_shipped_and_the_legacy_workflows(store):
+    """Every report node and LLM settings node of the shipped workflows and of the legacy ones (saved before
+    V2, tests/fixtures/legacy_workflows) fits its layout exactly, and only its report slot is rewritten."""
     assert len(LAYOUT) == 18 and None not in LAYOUT
     assert (LAYOUT.index("report"), LAYOUT.index("api_key_env"), LAYOUT.index("keep_report_in_metadata")) == (0, 7, 14)
-    files = sorted((ROOT / "workflows").glob("*.json"))
-    assert files
+    assert (V2_LAYOUT.index("report"), V2_LAYOUT.index("keep_report_in_metadata"), len(V2_LAYOUT)) == (0, 7, 9)
+    assert SETTINGS_LAYOUT.index("api_key_env") == 2 and len(SETTINGS_LAYOUT) == 9
+    legacy = sorted((ROOT / "tests" / "fixtures" / "legacy_workflows").glob("*.json"))
+    files = sorted((ROOT / "workflows").glob("*.json")) + legacy
+    assert len(legacy) == 3
+    reports = 0
     for path in files:
         info = {"workflow": json.loads(path.read_text())}
-        (node,) = [n for n in info["workflow"]["nodes"] if n.get("type") == NODE]
-        original = list(node["widgets_values"])
-        assert len(original) == len(LAYOUT), path.name
-        assert original[LAYOUT.index("api_key_env")] == "OPENAI_API_KEY"
-        assert original[LAYOUT.index("keep_report_in_metadata")] is False
-        r.redact_workflow(info, NODE, LAYOUT, store)
-        assert node["widgets_values"] == [_token_of(original[0])] + original[1:], path.name
-        assert store.text(node["widgets_values"][0]) == original[0]
+        nodes = [n for n in info["workflow"]["nodes"] if n.get("type") in LAYOUTS]
+        assert nodes, path.name
+        original = {n["id"]: list(n["widgets_values"]) for n in nodes}
+        for node_type, layout in LAYOUTS.items():
+            r.redact_workflow(info, node_type, layout, store)
+        for node in nodes:
+            layout, before = LAYOUTS[node["type"]], original[node["id"]]
+            assert len(before) == len(layout), (path.name, node["type"])
+            if "api_key_env" in layout:
+                assert before[layout.index("api_key_env")] == "OPENAI_API_KEY"
+            if "report" in layout:
+                reports += 1
+                assert before[layout.index("keep_report_in_metadata")] is False
+                assert node["widgets_values"] == [_token_of(before[0])] + before[1:], path.name
+                assert store.text(node["widgets_values"][0]) == before[0]
+            else:
+                assert node["widgets_values"] == before
+    assert reports == len(files)  # one report node per workflow

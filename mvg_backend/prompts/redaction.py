@@ -1,11 +1,12 @@
 """Keep a clinical report out of the metadata that saved images and videos carry.
 
 ComfyUI's save nodes embed the run's API prompt (inputs by name) and its UI workflow (``widgets_values``,
-by position) into every file. Both carry the report node's ``report`` widget. The functions here rewrite
+by position) into every file. Both carry the report nodes' ``report`` widget. The functions here rewrite
 both in place: the report becomes a token ``[MVG report redacted: sha256 <hex>]`` and its text is held in
 this process's memory (``HeldReports``), where ``resolve_report`` finds it again, so a redacted workflow
 re-runs while the process lives. A ``keep_report_in_metadata`` widget that is ``True`` opts out. An
-``api_key_env`` value that is not an environment-variable name (a pasted key) is redacted too.
+``api_key_env`` value that is not an environment-variable name (a pasted key) is redacted too, in any node
+whose layout has one (the LLM settings node has no report).
 
 ``widgets_values`` are positional, so the UI-workflow functions take the node's widget layout: the names
 of its widgets in order, ``None`` for a slot without an input of its own (the value of a
@@ -27,8 +28,8 @@ from ..errors import MVGInputError
 from .secrets import looks_like_secret
 
 __all__ = [
-    "HELD", "KEY_REDACTED", "HeldReports", "WidgetInfo", "is_token", "redact_key_env", "redact_prompt",
-    "redact_submission", "redact_workflow", "resolve_report", "widget_slots",
+    "HELD", "KEY_REDACTED", "HeldReports", "WidgetInfo", "check_layout", "is_token", "redact_key_env",
+    "redact_prompt", "redact_submission", "redact_workflow", "resolve_report", "widget_slots",
 ]
 
 REPORT, KEEP, KEY_ENV = "report", "keep_report_in_metadata", "api_key_env"
@@ -138,6 +139,16 @@ def widget_slots(widgets: Iterable[WidgetInfo]) -> tuple[str | None, ...]:
     return tuple(out)
 
 
+def check_layout(widgets: Sequence[str | None], node_type: str = "node") -> None:
+    """A layout to redact by: a ``report`` widget with its ``keep_report_in_metadata`` opt-out, or an
+    ``api_key_env`` widget, or both; ``ValueError`` otherwise."""
+    names = set(widgets)
+    if REPORT in names and KEEP not in names:
+        raise ValueError(f"{node_type}: a {REPORT!r} widget needs its {KEEP!r} widget")
+    if REPORT not in names and KEY_ENV not in names:
+        raise ValueError(f"{node_type}: no {REPORT!r} or {KEY_ENV!r} widget to redact by in {list(widgets)}")
+
+
 # ------------------------------------------------------------------------------------------ redaction
 def _redact_named(values: dict, store: HeldReports) -> None:
     if KEY_ENV in values:
@@ -169,17 +180,17 @@ def _workflow_nodes(workflow: Any) -> Iterator[dict]:
 
 def redact_workflow(extra_pnginfo: Any, node_type: str, widgets: Sequence[str | None],
                     store: HeldReports = HELD) -> None:
-    """In place: the report of every ``node_type`` node of the UI workflow in ``extra_pnginfo["workflow"]``.
+    """In place: the report (and a pasted key) of every ``node_type`` node of the UI workflow in
+    ``extra_pnginfo["workflow"]``.
 
-    ``widgets`` is the node's layout (``widget_slots``). A list of values whose length differs from it
-    (a workflow saved by another version of the node) keeps the positions it shares, and the opt-out
-    counts only when the lengths agree: when in doubt, redact.
+    ``widgets`` is the node's layout (``widget_slots``; see ``check_layout``). A list of values whose length
+    differs from it (a workflow saved by another version of the node) keeps the positions it shares, and the
+    opt-out counts only when the lengths agree: when in doubt, redact.
     """
     if not isinstance(extra_pnginfo, dict):
         return
+    check_layout(widgets)
     slots = {name: i for i, name in enumerate(widgets) if name is not None}
-    if REPORT not in slots:
-        raise ValueError(f"the widget layout {list(widgets)} has no {REPORT!r} widget")
     for node in _workflow_nodes(extra_pnginfo.get("workflow")):
         values = node.get("widgets_values")
         if node.get("type") != node_type or not values:
@@ -190,7 +201,7 @@ def redact_workflow(extra_pnginfo: Any, node_type: str, widgets: Sequence[str | 
             if KEY_ENV in slots and slots[KEY_ENV] < len(values):
                 values[slots[KEY_ENV]] = redact_key_env(values[slots[KEY_ENV]])
             kept = len(values) == len(widgets) and KEEP in slots and values[slots[KEEP]] is True
-            if not kept and slots[REPORT] < len(values):
+            if not kept and REPORT in slots and slots[REPORT] < len(values):
                 values[slots[REPORT]] = _redact_text(values[slots[REPORT]], store)
 
 

@@ -21,6 +21,25 @@ def prompt_hints(prompts: PromptPlan | None) -> tuple[list[str], str | None]:
     return hints, plan.domain if plan.domain in DOMAINS else None
 
 
+AUTO_DOMAIN = "auto"
+
+
+def resolve_domain(domain: str, prompts: PromptPlan | None) -> str:
+    """``domain``, or for ``"auto"`` the connected prompts' domain (a clear error when they give none)."""
+    if domain != AUTO_DOMAIN:
+        return domain
+    if prompts is None:
+        raise MVGInputError("domain: 'auto' takes the domain from the prompts input, and nothing is connected "
+                            "there; connect MVG Report to Prompts' prompts, or pick the domain (chest_xray, fundus, "
+                            "skin, other).")
+    plan = PromptPlan.coerce(prompts)
+    if plan.domain not in DOMAINS or (plan.domain == "other" and plan.engine == "manual"):
+        raise MVGInputError("domain: 'auto' takes the domain from the prompts, but these prompts name none "
+                            "(hand-written stages, e.g. MVG Prompt List); pick the domain (chest_xray, fundus, skin, "
+                            "other).")
+    return plan.domain
+
+
 def _mask_batch(masks: Any, count: int, name: str) -> np.ndarray | None:
     if masks is None:
         return None
@@ -41,7 +60,8 @@ def segment_batch(images: Any, domain: str, region: str, *, user_masks: Any = No
 
     ``user_masks``: ``[B,h,w]`` (one per image) or ``[1,h,w]``/``[h,w]`` (the same for all), resized to
     each image; ``keep_masks`` likewise (what they mark stays untouched). ``prompts``: MVG_PROMPTS; its
-    stages' region hints name the region (``region="auto"``) or narrow it.
+    stages' region hints name the region (``region="auto"``) or narrow it, and ``domain="auto"`` takes its
+    domain (``resolve_domain``).
     """
     batch = images.detach().cpu().float().numpy() if hasattr(images, "detach") else np.asarray(images)
     if batch.ndim == 3 and batch.shape[-1] in (1, 3, 4):
@@ -50,8 +70,10 @@ def segment_batch(images: Any, domain: str, region: str, *, user_masks: Any = No
         raise MVGInputError(f"image: expected a batch [B,H,W,C], got shape {tuple(batch.shape)}; connect an IMAGE.")
     users = _mask_batch(user_masks, batch.shape[0], "mask")
     keeps = _mask_batch(keep_masks, batch.shape[0], "keep_mask")
+    chosen, domain = domain, resolve_domain(domain, prompts)
     hints, plan_domain = prompt_hints(prompts)
-    header = [f"MVG ROIMask: domain {domain}, region {region}, {batch.shape[0]} image(s)"]
+    source = " (auto: the prompts' domain)" if chosen == AUTO_DOMAIN else ""
+    header = [f"MVG ROIMask: domain {domain}{source}, region {region}, {batch.shape[0]} image(s)"]
     if hints:
         header.append(f"region hint(s) from MVG_PROMPTS: {', '.join(map(repr, hints))}")
     if plan_domain and plan_domain != domain:
