@@ -8,12 +8,12 @@ README's *Tests*) in a temporary base folder with this pack linked and the tiny 
 and, for each template card in the template browser (*Templates* in the sidebar, category ComfyUI-MVG):
 
 - ``templates.png``: the template browser showing the pack's cards (once);
-- ``<template>_dialog.png``: a dialog the template opens with (the missing-models warning), then closed;
-- ``<template>_open.png``: the whole page right after clicking the card, at the template's opening zoom;
-- ``<template>_graph.png``: the whole graph at that zoom (the window grown to fit it);
-- for the templates named in ``--run`` (default: chest, the README's example), after choosing the tiny
-  checkpoint in Load Checkpoint's menu and clicking *Run*: ``<template>_run_<group>.png``, each group that
-  holds outputs (previews, summaries, the video player) at 100 %.
+- ``<template>_graph.png``: the whole graph at the template's opening zoom (the window grown to fit it);
+- for the templates named in ``--run`` (default: chest, the README's example), also ``<template>_dialog.png``
+  (the dialog the template opens with: the missing-models warning), ``<template>_open.png`` (the page right
+  after clicking the card and closing it) and, after choosing the tiny checkpoint in Load Checkpoint's menu
+  and clicking *Run*, ``<template>_run_<group>.png``: each group that holds outputs (previews, summaries,
+  the video player) at 100 %.
 
 ``<template>`` is the card's file name in lower case with anything but letters and digits as ``_``. The run is
 quick (``frontend_driver.QUICK_RUN``: one round of 2 steps per stage, 3 frames per transition, set in the
@@ -72,12 +72,13 @@ def shoot_template(ui: Frontend, name: str, out: Path, run: bool, quick: bool, l
     t0 = time.monotonic()
     ui.load_template(name)
     log(f"{name}: opened from its card in {time.monotonic() - t0:.1f} s")
-    if ui.visible_dialog_text():
-        log(f"  dialog: {ui.visible_dialog_text()[:80]!r}", save_png(ui.page, out / f"{stem}_dialog.png"))
-        ui.close_dialogs()
     lay = ui.layout()
-    log(f"  opening zoom {lay['scale']:.0%} (text drawn from {lay['threshold']:.0%})",
-        save_png(ui.page, out / f"{stem}_open.png"))
+    log(f"  opening zoom {lay['scale']:.0%} (text drawn from {lay['threshold']:.0%})")
+    if run and ui.visible_dialog_text():  # what a user sees first: the dialog the template opens with
+        log(f"  dialog: {ui.visible_dialog_text()[:40]!r}", save_png(ui.page, out / f"{stem}_dialog.png"))
+    ui.close_dialogs()
+    if run:
+        log("  page at opening", save_png(ui.page, out / f"{stem}_open.png"))
     ui.show_region(*ui.graph_bounds(), scale=lay["scale"])
     log(f"  whole graph at {lay['scale']:.0%}", save_png(ui.page, out / f"{stem}_graph.png", clip=ui.canvas_clip()))
     ui.page.set_viewport_size(VIEWPORT)
