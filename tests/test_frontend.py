@@ -5,7 +5,8 @@ clicked, it opens at a zoom where LiteGraph draws text (not the empty boxes of i
 Load Checkpoint on screen and no node on top of another; after a run (the tiny checkpoint chosen in Load
 Checkpoint's menu, *Run* clicked) the grown previews and the video player still overlap nothing.
 
-One ComfyUI server (the session's ``comfyui_server``) and one browser page for the module.
+One ComfyUI server (the session's ``comfyui_server``) and one browser page for the module; the layout check
+itself is also tested on made-up boxes, without a browser.
 """
 
 from __future__ import annotations
@@ -18,9 +19,24 @@ import pytest
 from conftest import COMFYUI_CHECKPOINT_NAME
 from frontend_driver import QUICK_RUN, VIEWPORT, Frontend, chromium_unavailable, launch_chromium, layout_problems
 
-pytestmark = pytest.mark.comfyui
-
 RUN_TEMPLATE = "chest"  # the template that is also run (a word of its file name, any case)
+
+
+def test_layout_problems_flags_overlaps_and_nodes_half_in_a_group():
+    def node(i, box):
+        return {"id": i, "title": f"n{i}", "box": box}
+
+    group = {"title": "g", "box": [0, 0, 500, 300]}
+    clean = {"nodes": [node(1, [10, 10, 100, 100]), node(2, [120, 10, 100, 100]), node(3, [600, 0, 50, 50])],
+             "groups": [group, {"title": "h", "box": [500, 0, 200, 300]}]}  # touching edges are fine
+    assert layout_problems(clean) == []
+    bad = {"nodes": [node(1, [10, 10, 100, 100]), node(2, [100, 100, 100, 100]), node(3, [450, 10, 100, 50])],
+           "groups": [group, {"title": "h", "box": [400, 250, 200, 100]}]}
+    assert layout_problems(bad) == [
+        "node 'n1' (#1) overlaps node 'n2' (#2) by 100 units²",
+        "node 'n3' (#3) sticks out of group 'g'",
+        "group 'g' overlaps group 'h'",
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -53,6 +69,7 @@ def _assert_apart(lay: dict, what: str) -> None:
     assert not problems, f"{what}:\n" + "\n".join(problems)
 
 
+@pytest.mark.comfyui
 def test_every_template_has_a_card_with_thumbnail_and_title(comfyui_server, cards):
     shipped = sorted(comfyui_server.get_json("/workflow_templates").get("ComfyUI-MVG", []))
     assert sorted(c.name for c in cards) == shipped
@@ -70,6 +87,7 @@ def test_every_template_has_a_card_with_thumbnail_and_title(comfyui_server, card
             f"{card.name}: card title {card.title!r} is not a human title"
 
 
+@pytest.mark.comfyui
 def test_templates_open_readable_without_overlaps(ui, cards):
     for card in cards:
         ui.open_template_browser()
@@ -84,6 +102,7 @@ def test_templates_open_readable_without_overlaps(ui, cards):
         assert ui.visible_fraction(loader["id"]) == 1.0, f"{card.name}: Load Checkpoint is off screen at opening"
 
 
+@pytest.mark.comfyui
 def test_chest_template_runs_from_the_ui_without_overlaps(comfyui_server, ui, cards):
     name = next(c.name for c in cards if RUN_TEMPLATE in c.name.lower())
     ui.open_template_browser()
