@@ -25,6 +25,7 @@ The tiny model's images are noise by design: the screenshots show the interface,
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import re
 import sys
@@ -33,7 +34,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT / "tests"), str(ROOT)]
+sys.path.insert(0, str(ROOT / "tests"))
 
 from comfyui_harness import ComfyUIServer, find_comfyui  # noqa: E402
 from frontend_driver import QUICK_RUN, VIEWPORT, Frontend, chromium_unavailable, launch_chromium  # noqa: E402
@@ -47,12 +48,9 @@ def save_png(page, path: Path, clip: dict | None = None) -> int:
     """Screenshot to ``path``, quantised to 256 colours; returns the file size in bytes."""
     from PIL import Image
 
-    raw = path.with_suffix(".raw.png")
-    page.screenshot(path=str(raw), clip=clip)
-    with Image.open(raw) as im:
+    with Image.open(io.BytesIO(page.screenshot(clip=clip))) as im:
         im.convert("RGB").quantize(256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE) \
             .save(path, optimize=True)
-    raw.unlink()
     return path.stat().st_size
 
 
@@ -123,7 +121,7 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"scripts/screenshots.py: {reason}")
     from playwright.sync_api import sync_playwright
 
-    from tests.fixtures.tiny_checkpoints import write_tiny_sd15_comfy_checkpoint
+    from fixtures.tiny_checkpoints import write_tiny_sd15_comfy_checkpoint
 
     args.out.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()

@@ -6,7 +6,8 @@ Shared by ``tests/test_frontend.py`` and ``scripts/screenshots.py``; no pytest h
         browser = launch_chromium(p)
         ui = Frontend(browser.new_page(viewport=VIEWPORT), server)
         ui.open()
-        cards = ui.template_cards()        # the pack's cards in the template browser
+        ui.open_template_browser()         # sidebar *Templates*, category ComfyUI-MVG
+        cards = ui.template_cards()        # the pack's cards
         ui.load_template(cards[0].name)    # click the card
         layout = ui.layout()               # scale, LOD threshold, every node's rendered box
         ui.choose_combo("CheckpointLoaderSimple", "ckpt_name", "tiny.safetensors")
@@ -56,20 +57,22 @@ class FrontendError(RuntimeError):
     """The frontend did not do what a user would see it do (no card, no dialog, run failed...)."""
 
 
+def _system_chromium() -> str | None:
+    return str(CHROMIUM) if CHROMIUM.is_file() else shutil.which("chromium")
+
+
 def chromium_unavailable() -> str | None:
     """Why the frontend cannot be driven here (``None`` when playwright and the system chromium are there)."""
     if importlib.util.find_spec("playwright") is None:
         return "playwright is not installed: pip install -r requirements-dev.txt"
-    chromium = CHROMIUM if CHROMIUM.is_file() else shutil.which("chromium")
-    if not chromium:
-        return f"no chromium at {CHROMIUM}: apt-get install chromium (Debian), as .ci/run does"
+    if _system_chromium() is None:
+        return f"no chromium at {CHROMIUM} or on PATH: apt-get install chromium (Debian), as .ci/run does"
     return None
 
 
 def launch_chromium(playwright):
     """The system chromium (never a downloaded one), headless."""
-    chromium = CHROMIUM if CHROMIUM.is_file() else Path(shutil.which("chromium") or CHROMIUM)
-    return playwright.chromium.launch(executable_path=str(chromium), args=["--no-sandbox"])
+    return playwright.chromium.launch(executable_path=_system_chromium(), args=["--no-sandbox"])
 
 
 @dataclass(frozen=True)
@@ -281,11 +284,13 @@ class Frontend:
         }""", [node_id, widget])
         if point is None:
             raise FrontendError(f"{node_type} has no widget {widget!r}")
+        from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
         self.page.mouse.click(*point)
         entry = self.page.locator(".litecontextmenu .litemenu-entry", has_text=value)
         try:
             entry.first.click(timeout=10_000)
-        except Exception as e:  # playwright's TimeoutError
+        except PlaywrightTimeout as e:
             shown = self.page.locator(".litecontextmenu .litemenu-entry").all_inner_texts()
             raise FrontendError(f"{node_type}.{widget}: no entry {value!r} in its menu (shown: {shown})") from e
         got = self.page.evaluate("([id, name]) => window.app.graph.getNodeById(id).widgets"
@@ -313,6 +318,8 @@ class Frontend:
             raise FrontendError(f"the prompt was rejected: {json.dumps(body)[:3000]}\n{self.visible_dialog_text()}")
         entry = self.server.wait_history(body["prompt_id"], timeout=timeout)
         entry["prompt_id"] = body["prompt_id"]
-        # the frontend shows the outputs from the websocket's `executed` messages: give it a moment
-        self.page.wait_for_timeout(3000)
+        # the frontend gets each output from the websocket's `executed` message, after the history has it
+        self.page.wait_for_function("ids => ids.every(id => window.app.nodeOutputs[id])",
+                                    arg=list(entry.get("outputs", {})), timeout=30_000)
+        self.page.wait_for_timeout(500)  # drawn on the next frames
         return entry
