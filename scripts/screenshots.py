@@ -1,6 +1,6 @@
 """Regenerate the README's screenshots from ComfyUI's real frontend, driven the way a new user drives it.
 
-    COMFYUI_DIR=... COMFYUI_PYTHON=... python scripts/screenshots.py [--out docs/images] [--run chest] [--full]
+    COMFYUI_DIR=... COMFYUI_PYTHON=... python scripts/screenshots.py [--out DIR] [--run WORD ...] [--full] [--check]
 
 Boots a real ComfyUI (``tests/comfyui_harness.py``; COMFYUI_DIR / COMFYUI_PYTHON as for the tests, see the
 README's *Tests*) in a temporary base folder with this pack linked and the tiny random-weight SD 1.5 checkpoint
@@ -20,12 +20,18 @@ quick (``frontend_driver.QUICK_RUN``: one round of 2 steps per stage, 3 frames p
 widgets before *Run*): the template's own settings make 750 UNet calls, hours on a CPU even with the tiny
 model (``--full`` runs them). The frontend's minimap and canvas info (FPS...) are switched off: they would cover nodes. PNGs are quantised to 256 colours (text stays sharp; a few hundred KB).
 The tiny model's images are noise by design: the screenshots show the interface, not a result.
+
+``--check`` also prints the size a fresh node of each type in the templates renders at (``RENDERED_MIN`` in
+``tests/test_workflows.py``) and, after each run, checks that no node grew and that every DOM widget (the video
+player, text previews, Markdown notes) lies inside its node; the exit status is 1 when one did not. The check of
+every template (a few minutes each on a CPU): ``--check --run chest fundus skin --out /tmp/shots``.
 """
 
 from __future__ import annotations
 
 import argparse
 import io
+import json
 import os
 import re
 import sys
@@ -37,7 +43,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
 from comfyui_harness import ComfyUIServer, find_comfyui  # noqa: E402
-from frontend_driver import QUICK_RUN, VIEWPORT, Frontend, chromium_unavailable, launch_chromium  # noqa: E402
+from frontend_driver import (QUICK_RUN, VIEWPORT, Frontend, chromium_unavailable, growth_problems,  # noqa: E402
+                             launch_chromium, spill_problems)
 
 CHECKPOINT = "mvg_tiny_sd15.safetensors"
 SHOWN_TYPES = ("PreviewAny", "PreviewImage", "SaveImage", "SaveVideo")  # what a run fills in
@@ -64,7 +71,8 @@ def slug(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
 
 
-def shoot_template(ui: Frontend, name: str, out: Path, run: bool, quick: bool, log) -> None:
+def shoot_template(ui: Frontend, name: str, out: Path, run: bool, quick: bool, check: bool, log) -> list[str]:
+    """Screenshots of one template (see the module's docstring); with ``check``, what grew or spills in its run."""
     stem = slug(name)
     ui.open_template_browser()
     t0 = time.monotonic()
@@ -82,7 +90,8 @@ def shoot_template(ui: Frontend, name: str, out: Path, run: bool, quick: bool, l
     ui.page.set_viewport_size(VIEWPORT)
     ui.view(lay["scale"], lay["offset"])
     if not run:
-        return
+        return []
+    sizes = ui.node_sizes()
     if quick:
         ui.set_widget_values(QUICK_RUN)
     ui.choose_combo("CheckpointLoaderSimple", "ckpt_name", CHECKPOINT)
@@ -104,14 +113,22 @@ def shoot_template(ui: Frontend, name: str, out: Path, run: bool, quick: bool, l
         log(f"  after the run: group {group['title']!r} at 100%",
             save_png(ui.page, out / f"{stem}_run_{slug(group['title'])}.png", clip=ui.canvas_clip()))
     ui.page.set_viewport_size(VIEWPORT)
+    if not check:
+        return []
+    margins = ui.dom_widget_margins()
+    for title, widget, tag, margin in margins:
+        log(f"  {title} / {widget} / {tag}: {margin} units inside the node")
+    return [f"{name}: {problem}" for problem in growth_problems(sizes, ui.node_sizes()) + spill_problems(margins)]
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "images", help="folder for the PNGs")
     ap.add_argument("--run", nargs="*", default=["chest"], metavar="WORD",
                     help="run the templates whose file name contains one of these words (none: no runs)")
     ap.add_argument("--full", action="store_true", help="run with the template's own settings (hours on a CPU)")
+    ap.add_argument("--check", action="store_true",
+                    help="print fresh node sizes; exit 1 if a node grows or a DOM widget spills over its node in a run")
     args = ap.parse_args(argv)
     found = find_comfyui()
     if isinstance(found, str):
@@ -125,6 +142,7 @@ def main(argv: list[str] | None = None) -> None:
 
     args.out.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
+    problems: list[str] = []
 
     def log(message: str, size: int | None = None) -> None:
         tail = f" -> {size / 1024:.0f} KB" if size is not None else ""
@@ -150,14 +168,21 @@ def main(argv: list[str] | None = None) -> None:
                 ui.open_template_browser()
                 cards = ui.template_cards()
                 log(f"template browser: {[c.title for c in cards]}", save_png(ui.page, args.out / "templates.png"))
+                if args.check:
+                    types = sorted({n["type"] for f in (ROOT / "workflows").glob("*.json")
+                                    for n in json.loads(f.read_text(encoding="utf-8"))["nodes"]})
+                    log(f"fresh node sizes: {json.dumps(ui.fresh_sizes(types))}")
                 for card in cards:
                     run = any(word.lower() in card.name.lower() for word in args.run)
-                    shoot_template(ui, card.name, args.out, run, not args.full, log)
+                    problems += shoot_template(ui, card.name, args.out, run, not args.full, args.check, log)
                 browser.close()
         finally:
             server.stop()
     log(f"done: {args.out}")
+    if args.check:
+        print("\n".join(problems) or "no node grew and no DOM widget spills over its node")
+    return 1 if problems else 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

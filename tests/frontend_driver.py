@@ -11,7 +11,10 @@ Shared by ``tests/test_frontend.py`` and ``scripts/screenshots.py``; no pytest h
         ui.load_template(cards[0].name)    # click the card
         layout = ui.layout()               # scale, LOD threshold, every node's rendered box
         ui.choose_combo("CheckpointLoaderSimple", "ckpt_name", "tiny.safetensors")
+        sizes = ui.node_sizes()            # every node's size, to compare after a run
         entry = ui.run()                   # click Run, wait for /history
+        growth_problems(sizes, ui.node_sizes())  # nodes that grew in the run
+        spill_problems(ui.dom_widget_margins())  # DOM widgets (player, text, notes) sticking out of their node
 
 Facts about frontend 1.27.10 this relies on (read from its built JS):
 
@@ -42,8 +45,10 @@ __all__ = [
     "Frontend",
     "FrontendError",
     "chromium_unavailable",
+    "growth_problems",
     "launch_chromium",
     "layout_problems",
+    "spill_problems",
 ]
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -111,6 +116,18 @@ def layout_problems(layout: dict[str, Any]) -> list[str]:
     return problems
 
 
+def growth_problems(before: dict[int, tuple[str, int, int]], after: dict[int, tuple[str, int, int]]) -> list[str]:
+    """The nodes that are wider or taller in ``after`` than in ``before`` (two ``Frontend.node_sizes()``)."""
+    return [f"node {title!r} (#{i}) grew from {w0}x{h0} to {after[i][1]}x{after[i][2]}"
+            for i, (title, w0, h0) in before.items() if i in after and (after[i][1] > w0 or after[i][2] > h0)]
+
+
+def spill_problems(margins: list[tuple[str, str, str, int]]) -> list[str]:
+    """The DOM widgets that stick out of their node, from a ``Frontend.dom_widget_margins()``."""
+    return [f"{title!r}: widget {widget!r} ({tag}) spills {-margin} units over the node"
+            for title, widget, tag, margin in margins if margin < 0]
+
+
 # every node's rendered box: getBounding() is pos/size plus the title bar (what LiteGraph draws and
 # hit-tests); drawn once first so nodes that size themselves on draw (image previews) are up to date
 _LAYOUT_JS = """() => {
@@ -126,6 +143,20 @@ _LAYOUT_JS = """() => {
     groups: (g._groups || []).map(gr => ({title: gr.title, box: Array.from(gr._bounding)})),
   };
 }"""
+
+
+# a node's DOM widgets (and the <video>/<img> in them) against the node's body, in graph units: the smallest
+# distance from an element's edge to the node's edge (negative: it sticks out); hidden elements are skipped
+_DOM_MARGINS_JS = """id => { const c = window.app.canvas, ds = c.ds, r = c.canvas.getBoundingClientRect(), out = [];
+  const n = window.app.graph.getNodeById(id);
+  const x0 = r.left + (n.pos[0] + ds.offset[0]) * ds.scale, y0 = r.top + (n.pos[1] + ds.offset[1]) * ds.scale;
+  const x1 = x0 + n.size[0] * ds.scale, y1 = y0 + n.size[1] * ds.scale;
+  for (const w of n.widgets || []) { if (!w.element) continue;
+    for (const el of [w.element, ...w.element.querySelectorAll('video,img')]) { const e = el.getBoundingClientRect();
+      if (!e.width) continue;
+      out.push([n.title, w.name, el.tagName.toLowerCase(),
+                Math.round(Math.min(e.left - x0, e.top - y0, x1 - e.right, y1 - e.bottom) / ds.scale)]); } }
+  return out; }"""
 
 
 class Frontend:
@@ -211,6 +242,30 @@ class Frontend:
     def layout(self) -> dict[str, Any]:
         """Canvas scale, the text threshold, the canvas size and every node's rendered box (graph units)."""
         return self.page.evaluate(_LAYOUT_JS)
+
+    def node_sizes(self) -> dict[int, tuple[str, int, int]]:
+        """Every node's ``(title, w, h)`` by id (``size``: the body, title bar excluded)."""
+        rows = self.page.evaluate("() => window.app.graph._nodes.map(n => [n.id, n.title, "
+                                  "Math.round(n.size[0]), Math.round(n.size[1])])")
+        return {i: (title, w, h) for i, title, w, h in rows}
+
+    def fresh_sizes(self, node_types: list[str]) -> dict[str, tuple[int, int]]:
+        """The body size ``(w, h)`` a new node of each type renders at (``RENDERED_MIN`` in tests/test_workflows.py)."""
+        sizes = self.page.evaluate("ts => Object.fromEntries(ts.map(t => { const n = window.LiteGraph.createNode(t); "
+                                   "return [t, [Math.round(n.size[0]), Math.round(n.size[1])]]; }))", node_types)
+        return {t: (w, h) for t, (w, h) in sizes.items()}
+
+    def dom_widget_margins(self) -> list[tuple[str, str, str, int]]:
+        """``(node title, widget, tag, margin)`` for every shown DOM widget (video player, text previews, Markdown
+        notes) and the video/image in it: how many graph units it lies inside its node (negative: it spills
+        over). Each node is framed in turn: the frontend shows a DOM widget only while its node is on screen."""
+        ids = self.page.evaluate("() => window.app.graph._nodes.filter(n => (n.widgets || [])"
+                                 ".some(w => w.element)).map(n => n.id)")
+        margins = []
+        for node_id in ids:
+            self.frame_nodes([node_id])
+            margins += [tuple(row) for row in self.page.evaluate(_DOM_MARGINS_JS, node_id)]
+        return margins
 
     def visible_fraction(self, node_id: int) -> float:
         """How much of a node's box lies inside the canvas at the current view (0..1)."""

@@ -3,7 +3,8 @@
 What a new user sees: each template is a card in the template browser with a thumbnail and a human title;
 clicked, it opens at a zoom where LiteGraph draws text (not the empty boxes of its low-quality mode), with
 Load Checkpoint on screen and no node on top of another; after a run (the tiny checkpoint chosen in Load
-Checkpoint's menu, *Run* clicked) the grown previews and the video player still overlap nothing.
+Checkpoint's menu, *Run* clicked) no node has grown, the previews and the video player still overlap nothing
+and every DOM widget (the video player, text previews, Markdown notes) lies inside its node.
 
 One ComfyUI server (the session's ``comfyui_server``) and one browser page for the module; the layout check
 itself is also tested on made-up boxes, without a browser.
@@ -17,7 +18,8 @@ import urllib.request
 import pytest
 
 from conftest import COMFYUI_CHECKPOINT_NAME
-from frontend_driver import QUICK_RUN, VIEWPORT, Frontend, chromium_unavailable, launch_chromium, layout_problems
+from frontend_driver import (QUICK_RUN, VIEWPORT, Frontend, chromium_unavailable, growth_problems, launch_chromium,
+                             layout_problems, spill_problems)
 
 RUN_TEMPLATE = "chest"  # the template that is also run (a word of its file name, any case)
 
@@ -37,6 +39,14 @@ def test_layout_problems_flags_overlaps_and_nodes_half_in_a_group():
         "node 'n3' (#3) sticks out of group 'g'",
         "group 'g' overlaps group 'h'",
     ]
+
+
+def test_growth_and_spill_problems_flag_only_grown_nodes_and_spilling_widgets():
+    before = {1: ("a", 100, 50), 2: ("b", 100, 50), 3: ("c", 100, 50)}
+    after = {1: ("a", 100, 50), 2: ("b", 90, 40), 3: ("c", 100, 51)}  # shrinking is fine
+    assert growth_problems(before, after) == ["node 'c' (#3) grew from 100x50 to 100x51"]
+    margins = [("Save Video", "video-preview", "video", 0), ("Note", "text", "textarea", -12)]
+    assert spill_problems(margins) == ["'Note': widget 'text' (textarea) spills 12 units over the node"]
 
 
 @pytest.fixture(scope="module")
@@ -108,6 +118,7 @@ def test_chest_template_runs_from_the_ui_without_overlaps(comfyui_server, ui, ca
     ui.open_template_browser()
     ui.load_template(name)
     ui.close_dialogs()
+    sizes = ui.node_sizes()
     ui.set_widget_values(QUICK_RUN)
     ui.choose_combo("CheckpointLoaderSimple", "ckpt_name", COMFYUI_CHECKPOINT_NAME)
     entry = ui.run(timeout=240)
@@ -126,3 +137,9 @@ def test_chest_template_runs_from_the_ui_without_overlaps(comfyui_server, ui, ca
       )).map(n => n.title)""")
     assert not empty, f"previews still empty after the run: {empty}"
     _assert_apart(ui.layout(), f"{name} after a run")
+    grown = growth_problems(sizes, ui.node_sizes())
+    assert not grown, f"{name}: nodes grew in the run:\n" + "\n".join(grown)
+    margins = ui.dom_widget_margins()
+    assert any(tag == "video" for _, _, tag, _ in margins), f"the video player was not measured: {margins}"
+    spills = spill_problems(margins)
+    assert not spills, f"{name} after a run:\n" + "\n".join(spills)

@@ -19,9 +19,9 @@ SAMPLES = ROOT / "sample_inputs"
 DOMAINS = {"chest_xray", "fundus", "skin"}
 
 # What ComfyUI's frontend 1.27.10 renders for a fresh node of each type at 1600x1000 ([w, h] without the title
-# bar), measured with playwright by scripts/check_templates_frontend.py. A loaded node takes max(stored size, this);
-# in that script's runs of the templates no node grew, and the previews, the video player, the Preview Any text
-# and the notes stayed inside their nodes.
+# bar), measured with playwright by `scripts/screenshots.py --check` (frontend_driver.Frontend.fresh_sizes). A loaded
+# node takes max(stored size, this); in runs of the templates no node grew, and the previews, the video player, the
+# Preview Any text and the notes stayed inside their nodes (tests/test_frontend.py checks it for the chest one).
 RENDERED_MIN = {
     "CheckpointLoaderSimple": (270, 98), "LoadImage": (274, 102), "MVG_ROIMask": (270, 310),
     "MVG_ReportToPromptsV2": (400, 300), "MVG_LLMSettings": (270, 250), "MVG_ProgressiveEdit": (273, 422),
