@@ -455,9 +455,12 @@ class ComfyUIServer:
         info = self.get_json("/object_info/" + urllib.parse.quote(node_class))
         return info.get(node_class, {}) if isinstance(info, dict) else {}
 
-    def post_prompt(self, api_graph: dict[str, Any]) -> str:
-        """Queue an API-format graph; return its ``prompt_id``. ``PromptRejected`` when it does not validate."""
-        body = {"prompt": api_graph, "client_id": self.client_id}
+    def post_prompt(self, api_graph: dict[str, Any], workflow: dict[str, Any] | None = None) -> str:
+        """Queue an API-format graph (with the UI ``workflow`` in ``extra_pnginfo``, as the frontend sends it);
+        return its ``prompt_id``. ``PromptRejected`` when it does not validate."""
+        body: dict[str, Any] = {"prompt": api_graph, "client_id": self.client_id}
+        if workflow is not None:
+            body["extra_data"] = {"extra_pnginfo": {"workflow": workflow}}
         try:
             answer = self._request("POST", "/prompt", body)
         except urllib.error.HTTPError as e:

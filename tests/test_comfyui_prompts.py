@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import time
-import urllib.request
 
 import pytest
 
@@ -88,11 +87,7 @@ def _submit(srv, graph: dict, workflow_widgets: list, settings_widgets: list | N
     if settings_widgets is not None:
         nodes.append({"id": 8, "type": "MVG_LLMSettings", "widgets_values": settings_widgets})
     workflow = {"nodes": nodes, "links": [], "version": 0.4}
-    body = {"prompt": graph, "client_id": srv.client_id, "extra_data": {"extra_pnginfo": {"workflow": workflow}}}
-    req = urllib.request.Request(srv.url + "/prompt", data=json.dumps(body).encode(), method="POST",
-                                 headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=30) as r:
-        prompt_id = json.loads(r.read())["prompt_id"]
+    prompt_id = srv.post_prompt(graph, workflow)
     entry = srv.wait_history(prompt_id, timeout=300)
     entry["prompt_id"] = prompt_id
     return entry

@@ -5,7 +5,6 @@ engine's own tests, without ComfyUI, are in tests/test_prompts_redaction.py)."""
 from __future__ import annotations
 
 import json
-import urllib.request
 
 import pytest
 
@@ -60,11 +59,7 @@ def test_the_handler_redacts_the_positions_the_schema_gives(comfyui_server):
                   template="", allow_de_novo=False, timeout=30.0, max_retries=0, max_severity="severe")
     graph = {"1": {"class_type": NODE, "inputs": inputs},
              "2": {"class_type": "PreviewAny", "inputs": {"source": ["1", 1]}}}
-    body = {"prompt": graph, "client_id": srv.client_id, "extra_data": {"extra_pnginfo": {"workflow": workflow}}}
-    req = urllib.request.Request(srv.url + "/prompt", data=json.dumps(body).encode(), method="POST",
-                                 headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=30) as resp:
-        prompt_id = json.loads(resp.read())["prompt_id"]
+    prompt_id = srv.post_prompt(graph, workflow)
     entry = srv.wait_history(prompt_id, timeout=120)
     assert entry["status"]["status_str"] == "success", entry["status"]
     assert "Pneumothorax (positive; left; small)" in entry["outputs"]["2"]["text"][0]  # the node got the text
@@ -117,11 +112,7 @@ def test_the_handler_redacts_v2_reports_and_llm_settings_keys(comfyui_server):
                                                      temperature=0.2, seed=0, fallback=True, allow_de_novo=False,
                                                      timeout=30.0, max_retries=0)},
         "2": {"class_type": "PreviewAny", "inputs": {"source": ["1", 1]}}}
-    body = {"prompt": graph, "client_id": srv.client_id, "extra_data": {"extra_pnginfo": {"workflow": workflow}}}
-    req = urllib.request.Request(srv.url + "/prompt", data=json.dumps(body).encode(), method="POST",
-                                 headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=30) as resp:
-        prompt_id = json.loads(resp.read())["prompt_id"]
+    prompt_id = srv.post_prompt(graph, workflow)
     entry = srv.wait_history(prompt_id, timeout=120)
     assert entry["status"]["status_str"] == "success", entry["status"]
     plan = entry["outputs"]["2"]["text"][0]

@@ -32,6 +32,11 @@ def as_frames(frames: Any, name: str = "frames") -> np.ndarray:
         arr = arr[..., None]
     if arr.ndim != 4 or arr.shape[-1] not in (1, 3, 4):
         raise MVGInputError(f"{name}: expected a batch [T,H,W,C] with C = 1, 3 or 4, got shape {arr.shape}.")
+    return _rgb(arr)
+
+
+def _rgb(arr: np.ndarray) -> np.ndarray:
+    """float32 RGB from 1, 3 or 4 channels in the last axis: gray repeated, alpha dropped."""
     if arr.shape[-1] == 1:
         arr = np.repeat(arr, 3, axis=-1)
     return np.ascontiguousarray(arr[..., :3], dtype=np.float32)
@@ -48,9 +53,7 @@ def as_image(image: Any, name: str = "image") -> np.ndarray:
         arr = arr[..., None]
     if arr.ndim != 3 or arr.shape[-1] not in (1, 3, 4):
         raise MVGInputError(f"{name}: expected an image [H,W,C], got shape {arr.shape}.")
-    if arr.shape[-1] == 1:
-        arr = np.repeat(arr, 3, axis=-1)
-    return np.ascontiguousarray(arr[..., :3], dtype=np.float32)
+    return _rgb(arr)
 
 
 def as_region(mask: Any, size: tuple[int, int], name: str = "mask") -> np.ndarray:
