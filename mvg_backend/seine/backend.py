@@ -77,7 +77,7 @@ class DiffusersSEINEBackend:
             missing = [s for s in ("vae", "text_encoder", "tokenizer") if not (root / s).is_dir()]
             if missing:
                 raise MVGInputError(f"SD 1.4 folder {str(root)!r} lacks {missing}: give a diffusers SD 1.x folder "
-                                    "(e.g. CompVis/stable-diffusion-v1-4) or an SD 1.x .safetensors file.")
+                                    "(a local copy of SD 1.4 in diffusers layout) or an SD 1.x .safetensors file.")
             vae = AutoencoderKL.from_pretrained(str(root / "vae"), local_files_only=True, torch_dtype=dtype)
             text_encoder = CLIPTextModel.from_pretrained(str(root / "text_encoder"), local_files_only=True, dtype=dtype)
             tokenizer = CLIPTokenizer.from_pretrained(str(root / "tokenizer"), local_files_only=True)
